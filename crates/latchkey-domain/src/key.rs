@@ -1,0 +1,225 @@
+//! Object keys. The broker chooses every key from a profile's template; the
+//! client's filename is kept only as metadata, after [`sanitize_filename`].
+
+use std::fmt;
+
+use crate::{ContentType, UploadId, UserId};
+
+/// A key in the bucket, as the broker built it. Only [`KeyTemplate::render`]
+/// and the ledger (reading back what was rendered) create these.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// Wraps a key read back from the ledger or the store. Not for client input.
+    pub fn from_trusted(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectKey({})", self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyTemplateError {
+    #[error("key template must contain {{user}} and {{id}} (every key is unique and inside its user's prefix)")]
+    MissingPlaceholder,
+    #[error("key template has an unknown placeholder {0:?}; use {{user}}, {{profile}}, {{id}}, {{ext}}")]
+    UnknownPlaceholder(String),
+    #[error("key template must be relative ASCII without '//', '..', or a leading '/'")]
+    Shape,
+}
+
+/// A template such as `u/{user}/{profile}/{id}{ext}`, checked at config load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyTemplate(String);
+
+const PLACEHOLDERS: [&str; 4] = ["user", "profile", "id", "ext"];
+
+impl KeyTemplate {
+    pub fn parse(s: &str) -> Result<Self, KeyTemplateError> {
+        if !s.is_ascii() || s.starts_with('/') || s.contains("//") || s.contains("..") {
+            return Err(KeyTemplateError::Shape);
+        }
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').ok_or(KeyTemplateError::Shape)? + open;
+            let name = &rest[open + 1..close];
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(KeyTemplateError::UnknownPlaceholder(name.to_owned()));
+            }
+            rest = &rest[close + 1..];
+        }
+        if !s.contains("{user}") || !s.contains("{id}") {
+            return Err(KeyTemplateError::MissingPlaceholder);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn render(&self, user: &UserId, profile: &str, id: &UploadId, ext: &str) -> ObjectKey {
+        let key = self
+            .0
+            .replace("{user}", &user.key_segment())
+            .replace("{profile}", profile)
+            .replace("{id}", &id.to_string())
+            .replace("{ext}", ext);
+        ObjectKey(key)
+    }
+
+    /// The part of every key for this user that comes before the first
+    /// per-upload placeholder: the prefix a `credentials` grant is scoped to
+    /// and the reconciler sweeps.
+    pub fn user_prefix(&self, user: &UserId, profile: &str) -> String {
+        let cut = ["{id}", "{ext}"]
+            .iter()
+            .filter_map(|p| self.0.find(p))
+            .min()
+            .unwrap_or(self.0.len());
+        let head = &self.0[..cut];
+        // Only a prefix ending at a '/' is a safe boundary: `u/al` would also
+        // match `u/alice`.
+        let head = &head[..head.rfind('/').map_or(0, |i| i + 1)];
+        head.replace("{user}", &user.key_segment()).replace("{profile}", profile)
+    }
+}
+
+impl serde::Serialize for KeyTemplate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyTemplate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The extension a key gets, from the declared content type only: the
+/// client's filename never decides what a stored object looks like
+/// (`a.jpg.php` must not become a `.php` key).
+pub fn extension_for(ct: &ContentType) -> &'static str {
+    match ct.as_str() {
+        "image/jpeg" => ".jpg",
+        "image/png" => ".png",
+        "image/webp" => ".webp",
+        "image/heic" => ".heic",
+        "image/heif" => ".heif",
+        "image/gif" => ".gif",
+        "image/avif" => ".avif",
+        "application/pdf" => ".pdf",
+        "text/plain" => ".txt",
+        "text/csv" => ".csv",
+        "application/json" => ".json",
+        "application/zip" => ".zip",
+        "video/mp4" => ".mp4",
+        "video/quicktime" => ".mov",
+        "audio/mpeg" => ".mp3",
+        _ => "",
+    }
+}
+
+/// Cleans a client filename for storage as metadata: path components,
+/// control characters and bidirectional overrides (which make `gpj.exe` read
+/// as `exe.jpg`) are removed, and the result is cut to 255 bytes.
+pub fn sanitize_filename(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(*c as u32, 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
+        })
+        .collect();
+    let trimmed = cleaned.trim();
+    let mut out = String::new();
+    for c in trimmed.chars() {
+        if out.len() + c.len_utf8() > 255 {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() || out == "." || out == ".." {
+        "upload".to_owned()
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template() -> KeyTemplate {
+        KeyTemplate::parse("u/{user}/{profile}/{id}{ext}").unwrap()
+    }
+
+    #[test]
+    fn renders_default_template() {
+        let id = UploadId::new();
+        let user = UserId::parse("auth0|123").unwrap();
+        let key = template().render(&user, "photo", &id, ".jpg");
+        assert_eq!(key.as_str(), format!("u/auth0_7c123/photo/{id}.jpg"));
+        assert_eq!(template().user_prefix(&user, "photo"), "u/auth0_7c123/photo/");
+    }
+
+    #[test]
+    fn hostile_users_stay_in_their_prefix() {
+        let id = UploadId::new();
+        for sub in ["../../etc", "a/b", "%2e%2e%2f", "\u{202e}gpj"] {
+            let user = UserId::parse(sub).unwrap();
+            let key = template().render(&user, "photo", &id, ".jpg");
+            assert!(!key.as_str().contains(".."), "{key}");
+            assert_eq!(key.as_str().matches('/').count(), 3, "{key}");
+        }
+    }
+
+    #[test]
+    fn template_validation() {
+        assert_eq!(KeyTemplate::parse("{id}"), Err(KeyTemplateError::MissingPlaceholder));
+        assert_eq!(KeyTemplate::parse("/u/{user}/{id}"), Err(KeyTemplateError::Shape));
+        assert_eq!(KeyTemplate::parse("u/../{user}/{id}"), Err(KeyTemplateError::Shape));
+        assert!(matches!(
+            KeyTemplate::parse("u/{user}/{name}/{id}"),
+            Err(KeyTemplateError::UnknownPlaceholder(_))
+        ));
+        let flat = KeyTemplate::parse("u/{user}-{id}").unwrap();
+        assert_eq!(flat.user_prefix(&UserId::parse("al").unwrap(), "p"), "u/");
+    }
+
+    #[test]
+    fn filenames_are_cleaned() {
+        assert_eq!(sanitize_filename("../../x"), "x");
+        assert_eq!(sanitize_filename("C:\\Users\\me\\a.jpg"), "a.jpg");
+        assert_eq!(sanitize_filename("a\0b.jpg"), "ab.jpg");
+        assert_eq!(sanitize_filename("\u{202e}gpj.exe"), "gpj.exe");
+        assert_eq!(sanitize_filename(""), "upload");
+        assert_eq!(sanitize_filename(".."), "upload");
+        assert!(sanitize_filename(&"é".repeat(5000)).len() <= 255);
+    }
+
+    #[test]
+    fn extension_comes_from_type_not_name() {
+        assert_eq!(extension_for(&ContentType::parse("image/jpeg").unwrap()), ".jpg");
+        assert_eq!(extension_for(&ContentType::parse("application/x-php").unwrap()), "");
+    }
+}
