@@ -1,1 +1,16 @@
-//! placeholder
+//! The HTTP API of latchkey (DESIGN §5): axum routes, auth extractors, DTOs
+//! and problem+json errors. Invariant: this is the only crate that knows the
+//! wire format; the broker module inside it speaks domain types only.
+
+pub mod auth;
+pub mod broker;
+pub mod dto;
+pub mod error;
+mod json;
+mod routes;
+pub mod state;
+
+pub use auth::{AuthConfig, Authenticator, mint_token};
+pub use error::{ApiError, InternalDetail};
+pub use routes::router;
+pub use state::{AppState, Limits};

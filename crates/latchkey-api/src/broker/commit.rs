@@ -1,0 +1,147 @@
+//! Commit, delete and download: the transitions a client drives. Commit is a
+//! HEAD plus one compare-and-set in the ledger, so however many callers race,
+//! exactly one moves the row and all of them see the same final row.
+
+use latchkey_domain::{Upload, UploadStatus, UserId};
+use latchkey_ledger::Changes;
+use latchkey_store::ObjectMeta;
+use time::OffsetDateTime;
+
+use super::get_owned;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Why an object that exists does not match its row, as a problem.
+fn verify(upload: &Upload, meta: &ObjectMeta) -> Result<(), ApiError> {
+    if meta.size != upload.size {
+        return Err(ApiError::SizeMismatch(format!(
+            "the store holds {} bytes; the grant was for {}",
+            meta.size, upload.size
+        )));
+    }
+    let stored_type = meta.content_type.as_deref().unwrap_or("");
+    if !stored_type.eq_ignore_ascii_case(upload.content_type.as_str()) {
+        return Err(ApiError::TypeMismatch(format!(
+            "the store holds {stored_type:?}; the grant was for {}",
+            upload.content_type
+        )));
+    }
+    if let (Some(want), Some(got)) = (upload.sha256, meta.sha256)
+        && want != got
+    {
+        return Err(ApiError::ChecksumMismatch("the stored bytes have another sha256".into()));
+    }
+    Ok(())
+}
+
+fn problem_code(e: &ApiError) -> String {
+    e.parts().1.to_owned()
+}
+
+/// Re-reads a row after losing a compare-and-set race.
+async fn reread(state: &AppState, upload: &Upload) -> Result<Upload, ApiError> {
+    state.ledger.get(upload.id).await?.ok_or(ApiError::NotFound)
+}
+
+/// The answer `complete` gives for a row that is no longer pending.
+fn settled(upload: Upload) -> Result<Upload, ApiError> {
+    match upload.status {
+        UploadStatus::Committed | UploadStatus::Processing => Ok(upload),
+        UploadStatus::Expired => Err(ApiError::Expired("the grant expired before the object arrived".into())),
+        UploadStatus::Rejected => Err(match upload.reason.as_deref() {
+            Some("size_mismatch") => ApiError::SizeMismatch("the uploaded object had the wrong size".into()),
+            Some("type_mismatch") => ApiError::TypeMismatch("the uploaded object had the wrong type".into()),
+            Some("checksum_mismatch") => ApiError::ChecksumMismatch("the uploaded bytes had another sha256".into()),
+            _ => ApiError::InvalidState("the upload was rejected".into()),
+        }),
+        other => Err(ApiError::InvalidState(format!("the upload is {other}"))),
+    }
+}
+
+pub async fn complete(state: &AppState, user: &UserId, id: &str) -> Result<Upload, ApiError> {
+    let upload = get_owned(state, user, id).await?;
+    if upload.status != UploadStatus::Pending {
+        return settled(upload);
+    }
+    let Some(meta) = state.store.head(&upload.key).await? else {
+        return Err(ApiError::ObjectMissing);
+    };
+    let now = OffsetDateTime::now_utc();
+    if let Err(problem) = verify(&upload, &meta) {
+        // The bytes break the grant: the row is rejected and the object
+        // removed, so nothing half-valid is ever served.
+        let changes = Changes { reason: Some(problem_code(&problem)), ..Changes::default() };
+        if state
+            .ledger
+            .transition(upload.id, UploadStatus::Pending, UploadStatus::Rejected, &changes, now)
+            .await?
+            .is_some()
+        {
+            state.store.delete(&upload.key).await?;
+            return Err(problem);
+        }
+        return settled(reread(state, &upload).await?);
+    }
+    let changes = Changes { etag: meta.etag.clone(), committed_at: Some(now), ..Changes::default() };
+    match state
+        .ledger
+        .transition(upload.id, UploadStatus::Pending, UploadStatus::Committed, &changes, now)
+        .await?
+    {
+        Some(row) => Ok(row),
+        None => settled(reread(state, &upload).await?),
+    }
+}
+
+/// Aborts a pending upload or deletes a committed one. Repeating it on an
+/// upload that is already gone answers with the row as it stands.
+pub async fn delete(state: &AppState, user: &UserId, id: &str) -> Result<Upload, ApiError> {
+    let upload = get_owned(state, user, id).await?;
+    let next = match upload.status {
+        UploadStatus::Pending => UploadStatus::Aborted,
+        UploadStatus::Committed => UploadStatus::Deleted,
+        UploadStatus::Processing => {
+            return Err(ApiError::InvalidState("the upload is being processed; try again shortly".into()));
+        }
+        _ => return Ok(upload),
+    };
+    let now = OffsetDateTime::now_utc();
+    let row = state
+        .ledger
+        .transition(upload.id, upload.status, next, &Changes::default(), now)
+        .await?;
+    let row = match row {
+        Some(row) => row,
+        None => return Box::pin(delete(state, user, id)).await,
+    };
+    // The row changes first: if the delete below fails, the reconciler sees
+    // an object whose row is final and removes it.
+    state.store.delete(&upload.key).await?;
+    Ok(row)
+}
+
+pub async fn download(
+    state: &AppState,
+    user: &UserId,
+    id: &str,
+    variant: Option<&str>,
+) -> Result<(String, OffsetDateTime), ApiError> {
+    let upload = get_owned(state, user, id).await?;
+    if let Some(v) = variant.filter(|v| *v != "original") {
+        return Err(ApiError::VariantNotFound(format!("upload has no variant {v:?}")));
+    }
+    if upload.status != UploadStatus::Committed {
+        return Err(ApiError::InvalidState(format!(
+            "only committed uploads can be downloaded; this one is {}",
+            upload.status
+        )));
+    }
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 is a valid nanosecond");
+    let ttl = state.limits.download_ttl.as_secs().max(1);
+    let url = state.endpoint.object_url(upload.key.as_str());
+    let url = state
+        .signer
+        .presign("GET", &url, &[], &[], ttl, now)
+        .map_err(|e| ApiError::Internal(format!("presign: {e}")))?;
+    Ok((url, now + std::time::Duration::from_secs(ttl)))
+}

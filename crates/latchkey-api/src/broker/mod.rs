@@ -1,0 +1,25 @@
+//! The upload flow itself — grants, commit, delete, download — written
+//! against the ledger and store traits only. No JSON here: routes translate.
+
+mod commit;
+mod create;
+mod grant;
+
+pub use commit::{complete, delete, download};
+pub use create::{NewUpload, create_upload};
+pub use grant::{Grant, grant_for};
+
+use latchkey_domain::{UploadId, UserId, Upload};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Loads an upload the caller owns. Another user's upload is reported as
+/// missing, not forbidden, so ids cannot be probed.
+pub async fn get_owned(state: &AppState, user: &UserId, id: &str) -> Result<Upload, ApiError> {
+    let id = UploadId::parse(id).map_err(|_| ApiError::NotFound)?;
+    match state.ledger.get(id).await? {
+        Some(u) if &u.user_id == user => Ok(u),
+        _ => Err(ApiError::NotFound),
+    }
+}

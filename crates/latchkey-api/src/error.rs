@@ -1,0 +1,165 @@
+//! Every way a request can fail, and the one table that maps each to an HTTP
+//! status and a stable problem `code` (RFC 9457). Logging happens in the
+//! trace middleware, never here; 5xx bodies say nothing about internals.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no such upload")]
+    NotFound,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("unknown profile {0:?}")]
+    UnknownProfile(String),
+    #[error("{0}")]
+    ModeNotAllowed(String),
+    #[error("{0}")]
+    TypeNotAllowed(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    TooSmall(String),
+    #[error("{0}")]
+    MetadataTooLarge(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("the Idempotency-Key was already used for a different request")]
+    IdempotencyMismatch,
+    #[error("no object has been uploaded for this grant yet")]
+    ObjectMissing,
+    #[error("{0}")]
+    SizeMismatch(String),
+    #[error("{0}")]
+    TypeMismatch(String),
+    #[error("{0}")]
+    ChecksumMismatch(String),
+    #[error("{0}")]
+    Expired(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    VariantNotFound(String),
+    #[error("the object store is unavailable; try again shortly")]
+    StoreUnavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The problem+json body. `code` is the stable, machine-readable member.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+}
+
+impl ApiError {
+    /// The one mapping from error to (status, code, title).
+    pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
+            NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
+            UnknownProfile(_) => (StatusCode::BAD_REQUEST, "unknown_profile", "Unknown profile"),
+            ModeNotAllowed(_) => (StatusCode::BAD_REQUEST, "mode_not_allowed", "Mode not allowed"),
+            TypeNotAllowed(_) => (StatusCode::BAD_REQUEST, "type_not_allowed", "Content type not allowed"),
+            TooLarge(_) => (StatusCode::BAD_REQUEST, "too_large", "Upload too large"),
+            TooSmall(_) => (StatusCode::BAD_REQUEST, "too_small", "Upload too small"),
+            MetadataTooLarge(_) => (StatusCode::BAD_REQUEST, "metadata_too_large", "Metadata too large"),
+            QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded", "Quota exceeded"),
+            IdempotencyMismatch => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_mismatch",
+                "Idempotency key reused",
+            ),
+            ObjectMissing => (StatusCode::CONFLICT, "object_missing", "Object missing"),
+            SizeMismatch(_) => (StatusCode::CONFLICT, "size_mismatch", "Size mismatch"),
+            TypeMismatch(_) => (StatusCode::CONFLICT, "type_mismatch", "Content type mismatch"),
+            ChecksumMismatch(_) => (StatusCode::CONFLICT, "checksum_mismatch", "Checksum mismatch"),
+            Expired(_) => (StatusCode::GONE, "expired", "Grant expired"),
+            InvalidState(_) => (StatusCode::CONFLICT, "invalid_state", "Invalid state"),
+            VariantNotFound(_) => (StatusCode::NOT_FOUND, "variant_not_found", "No such variant"),
+            StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "Store unavailable",
+            ),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.parts();
+        // Internal details go to the log (through the extension below), not
+        // to the client.
+        let detail = match &self {
+            ApiError::Internal(_) => "an internal error occurred".to_owned(),
+            other => other.to_string(),
+        };
+        let body = Problem {
+            kind: format!("https://latchkey.dev/problems/{code}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            code,
+        };
+        let mut res = (status, axum::Json(body)).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::Internal(msg) = self {
+            res.extensions_mut().insert(InternalDetail(msg));
+        }
+        res
+    }
+}
+
+/// Carries an internal error's cause to the logging middleware.
+#[derive(Clone, Debug)]
+pub struct InternalDetail(pub String);
+
+impl From<latchkey_ledger::LedgerError> for ApiError {
+    fn from(e: latchkey_ledger::LedgerError) -> Self {
+        use latchkey_ledger::LedgerError;
+        match e {
+            LedgerError::NotFound => ApiError::NotFound,
+            LedgerError::QuotaExceeded { what, limit, used } => ApiError::QuotaExceeded(format!(
+                "{what:?} quota of {limit} would be exceeded ({used} already used or reserved)"
+            )),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<latchkey_store::StoreError> for ApiError {
+    fn from(e: latchkey_store::StoreError) -> Self {
+        match e {
+            latchkey_store::StoreError::Unavailable(_) => ApiError::StoreUnavailable,
+            latchkey_store::StoreError::Refused(code) => {
+                ApiError::Internal(format!("store refused the broker: {code}"))
+            }
+        }
+    }
+}

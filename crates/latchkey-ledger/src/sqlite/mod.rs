@@ -1,0 +1,407 @@
+//! The ledger on SQLite: a single file (or memory, for tests and demos), WAL
+//! journal, one writer at a time.
+//!
+//! SQLite serialises writers with a database-wide lock. Every write path here
+//! takes that lock up front with `BEGIN IMMEDIATE`, which makes the
+//! read-then-write steps (the idempotency lookup and quota check before an
+//! insert, the re-read after a transition) atomic, and makes a contended
+//! writer wait in `busy_timeout` instead of failing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use latchkey_domain::{ObjectKey, ProfileName, Upload, UploadId, UploadStatus, UserId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Executor, QueryBuilder, Sqlite};
+use time::OffsetDateTime;
+
+use crate::error::is_unique_violation;
+use crate::rows::{OUTBOX_COLUMNS, OutboxRow, UPLOAD_COLUMNS, UploadRow, to_millis};
+use crate::{
+    Changes, Inserted, LedgerError, ListFilter, OutboxEvent, QUOTA_STATUSES, Quota, QuotaKind,
+    UploadRepo, event_payload, event_type_for,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for another writer's transaction to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The transaction every write uses; see the module header.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+#[derive(Clone, Debug)]
+pub struct SqliteLedger {
+    pool: SqlitePool,
+}
+
+impl SqliteLedger {
+    /// Connections in a file database's pool when [`open`](Self::open)
+    /// picks. Readers run in parallel under WAL; writers queue on the
+    /// database lock.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+    /// Opens (creating if missing) and migrates the database at `url`:
+    /// `sqlite://path/to/ledger.db` or `sqlite::memory:`.
+    pub async fn open(url: &str) -> Result<Self, LedgerError> {
+        Self::open_with(url, Self::DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// [`open`](Self::open) with a pool of at most `max_connections`.
+    pub async fn open_with(url: &str, max_connections: u32) -> Result<Self, LedgerError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL, not NORMAL: under WAL, NORMAL survives a process crash
+            // (kill -9) but may lose the last commits on power loss. The
+            // ledger's commits come before irreversible steps elsewhere — a
+            // grant handed out, an object deleted, a webhook sent — so a
+            // commit that later vanished would break I1/I2/I4. FULL costs
+            // one WAL fsync per write transaction, a handful per upload.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = if is_memory(url) {
+            // An in-memory database lives only as long as a connection to
+            // it, and shared-cache connections report lock conflicts as
+            // SQLITE_LOCKED, which busy_timeout does not retry. So: exactly
+            // one connection, never recycled.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(max_connections.max(1))
+        }
+        .connect_with(options)
+        .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn is_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+fn select_uploads(rest: &str) -> String {
+    format!("SELECT {UPLOAD_COLUMNS} FROM uploads {rest}")
+}
+
+async fn upload_where<'e, E>(
+    e: E,
+    rest: &str,
+    a: &str,
+    b: Option<&str>,
+) -> Result<Option<Upload>, LedgerError>
+where
+    E: Executor<'e, Database = Sqlite>,
+{
+    let sql = select_uploads(rest);
+    let mut q = sqlx::query_as::<_, UploadRow>(&sql).bind(a);
+    if let Some(b) = b {
+        q = q.bind(b);
+    }
+    q.fetch_optional(e)
+        .await?
+        .map(UploadRow::into_upload)
+        .transpose()
+}
+
+async fn upload_by_id<'e, E>(e: E, id: &str) -> Result<Option<Upload>, LedgerError>
+where
+    E: Executor<'e, Database = Sqlite>,
+{
+    upload_where(e, "WHERE id = ?", id, None).await
+}
+
+async fn usage_of<'e, E>(e: E, user: &str, profile: &str) -> Result<(u64, u64), LedgerError>
+where
+    E: Executor<'e, Database = Sqlite>,
+{
+    let [a, b, c] = QUOTA_STATUSES.map(UploadStatus::as_str);
+    let (bytes, count): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM uploads \
+         WHERE user_id = ? AND profile = ? AND status IN (?, ?, ?)",
+    )
+    .bind(user)
+    .bind(profile)
+    .bind(a)
+    .bind(b)
+    .bind(c)
+    .fetch_one(e)
+    .await?;
+    let bad = || LedgerError::Corrupt(format!("negative usage {bytes} bytes / {count} uploads"));
+    Ok((
+        u64::try_from(bytes).map_err(|_| bad())?,
+        u64::try_from(count).map_err(|_| bad())?,
+    ))
+}
+
+/// Fails with [`LedgerError::QuotaExceeded`] unless `upload` fits in `quota`
+/// on top of the usage `conn` sees. Must run inside the write transaction
+/// that inserts the row.
+async fn check_quota(
+    conn: &mut SqliteConnection,
+    upload: &Upload,
+    quota: &Quota,
+) -> Result<(), LedgerError> {
+    if quota.max_bytes.is_none() && quota.max_count.is_none() {
+        return Ok(());
+    }
+    let (bytes, count) =
+        usage_of(&mut *conn, upload.user_id.as_str(), upload.profile.as_str()).await?;
+    if let Some(limit) = quota.max_count
+        && count.saturating_add(1) > limit
+    {
+        return Err(LedgerError::QuotaExceeded {
+            what: QuotaKind::Count,
+            limit,
+            used: count,
+        });
+    }
+    if let Some(limit) = quota.max_bytes
+        && bytes.saturating_add(upload.size) > limit
+    {
+        return Err(LedgerError::QuotaExceeded {
+            what: QuotaKind::Bytes,
+            limit,
+            used: bytes,
+        });
+    }
+    Ok(())
+}
+
+async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), LedgerError> {
+    let sql = format!(
+        "INSERT INTO uploads ({UPLOAD_COLUMNS}) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    );
+    let result = sqlx::query(&sql)
+        .bind(&row.id)
+        .bind(&row.user_id)
+        .bind(&row.profile)
+        .bind(&row.mode)
+        .bind(&row.key)
+        .bind(&row.filename)
+        .bind(&row.content_type)
+        .bind(row.size)
+        .bind(&row.sha256)
+        .bind(&row.status)
+        .bind(&row.etag)
+        .bind(&row.reason)
+        .bind(&row.metadata)
+        .bind(&row.idempotency_key)
+        .bind(&row.attached_ref)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(row.updated_at)
+        .bind(row.committed_at)
+        .execute(conn)
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        // The idempotency key was looked up first under the write lock, so
+        // a duplicate here is the id or the object key.
+        Err(e) if is_unique_violation(&e) => Err(LedgerError::Conflict(format!(
+            "an upload with id {} or key {:?} already exists",
+            row.id, row.key
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn append_event(
+    conn: &mut SqliteConnection,
+    upload: &Upload,
+    event_type: &str,
+    now: i64,
+) -> Result<(), LedgerError> {
+    let payload = event_payload(upload).to_string();
+    sqlx::query(
+        "INSERT INTO outbox (upload_id, event_type, payload, created_at, next_attempt_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(upload.id.to_string())
+    .bind(event_type)
+    .bind(payload)
+    .bind(now)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl UploadRepo for SqliteLedger {
+    async fn insert(
+        &self,
+        upload: &Upload,
+        quota: Option<&Quota>,
+    ) -> Result<Inserted, LedgerError> {
+        if upload.status != UploadStatus::Pending {
+            return Err(LedgerError::Conflict(format!(
+                "a new upload must be pending, not {}",
+                upload.status
+            )));
+        }
+        let row = UploadRow::from_upload(upload)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        if let Some(key) = &upload.idempotency_key {
+            let where_ = "WHERE user_id = ? AND idempotency_key = ?";
+            if let Some(first) = upload_where(&mut *tx, where_, &row.user_id, Some(key)).await? {
+                tx.rollback().await?;
+                return Ok(Inserted::Existing(first));
+            }
+        }
+        if let Some(quota) = quota {
+            check_quota(&mut tx, upload, quota).await?;
+        }
+        insert_row(&mut tx, &row).await?;
+        // Read back rather than echo the input, so the caller holds exactly
+        // what `get` will return (times truncated to milliseconds).
+        let stored = upload_by_id(&mut *tx, &row.id)
+            .await?
+            .ok_or_else(|| LedgerError::Corrupt(format!("row {} vanished after insert", row.id)))?;
+        tx.commit().await?;
+        Ok(Inserted::New(stored))
+    }
+
+    async fn get(&self, id: UploadId) -> Result<Option<Upload>, LedgerError> {
+        upload_by_id(&self.pool, &id.to_string()).await
+    }
+
+    async fn list(&self, user: &UserId, filter: &ListFilter) -> Result<Vec<Upload>, LedgerError> {
+        let mut qb = QueryBuilder::<Sqlite>::new(select_uploads("WHERE user_id = "));
+        qb.push_bind(user.as_str());
+        if let Some(status) = filter.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(profile) = &filter.profile {
+            qb.push(" AND profile = ").push_bind(profile.as_str());
+        }
+        if let Some(after) = filter.after {
+            // Ids are fixed-width lowercase hex of a UUIDv7, so comparing
+            // the text compares creation times.
+            qb.push(" AND id < ").push_bind(after.to_string());
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
+        let rows = qb
+            .build_query_as::<UploadRow>()
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(UploadRow::into_upload).collect()
+    }
+
+    async fn transition(
+        &self,
+        id: UploadId,
+        from: UploadStatus,
+        to: UploadStatus,
+        changes: &Changes,
+        now: OffsetDateTime,
+    ) -> Result<Option<Upload>, LedgerError> {
+        if !from.can_become(to) {
+            return Err(LedgerError::Conflict(format!(
+                "an upload cannot go from {from} to {to}"
+            )));
+        }
+        let now_ms = to_millis(now)?;
+        let committed_at = match changes.committed_at {
+            Some(t) => Some(to_millis(t)?),
+            None if to == UploadStatus::Committed => Some(now_ms),
+            None => None,
+        };
+        let id = id.to_string();
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        // The compare-and-set: the status test and the write are one
+        // statement, so there is no window between reading `from` and
+        // writing `to`, and the affected-row count says whether this caller
+        // won. On SQLite writers are serialised anyway; on PostgreSQL the
+        // same statement is safe under READ COMMITTED, because a second
+        // UPDATE waits for the first and re-checks its WHERE clause.
+        let updated = sqlx::query(
+            "UPDATE uploads SET status = ?, \
+                 etag = COALESCE(?, etag), \
+                 reason = COALESCE(?, reason), \
+                 committed_at = COALESCE(?, committed_at), \
+                 attached_ref = COALESCE(?, attached_ref), \
+                 updated_at = ? \
+             WHERE id = ? AND status = ?",
+        )
+        .bind(to.as_str())
+        .bind(&changes.etag)
+        .bind(&changes.reason)
+        .bind(committed_at)
+        .bind(&changes.attached_ref)
+        .bind(now_ms)
+        .bind(&id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let upload = upload_by_id(&mut *tx, &id).await?.ok_or_else(|| {
+            LedgerError::Corrupt(format!("row {id} vanished during a transition"))
+        })?;
+        if let Some(event_type) = event_type_for(to) {
+            append_event(&mut tx, &upload, event_type, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(upload))
+    }
+
+    async fn expired(
+        &self,
+        status: UploadStatus,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Upload>, LedgerError> {
+        let sql =
+            select_uploads("WHERE status = ? AND expires_at < ? ORDER BY expires_at, id LIMIT ?");
+        let rows = sqlx::query_as::<_, UploadRow>(&sql)
+            .bind(status.as_str())
+            .bind(to_millis(before)?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(UploadRow::into_upload).collect()
+    }
+
+    async fn find_by_key(&self, key: &ObjectKey) -> Result<Option<Upload>, LedgerError> {
+        upload_where(&self.pool, "WHERE key = ?", key.as_str(), None).await
+    }
+
+    async fn usage(&self, user: &UserId, profile: &ProfileName) -> Result<(u64, u64), LedgerError> {
+        usage_of(&self.pool, user.as_str(), profile.as_str()).await
+    }
+
+    async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxEvent>, LedgerError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query_as::<_, OutboxRow>(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(OutboxRow::into_event).collect()
+    }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! Inserting rows, reading them back, and idempotency keys.
+
+use latchkey_domain::{Mode, ObjectKey, Sha256Digest, UploadId, UploadStatus};
+use latchkey_ledger::{Inserted, LedgerError, Quota, UploadRepo};
+use time::{Duration, OffsetDateTime};
+
+use crate::{fresh, now, upload};
+
+#[tokio::test]
+async fn every_field_round_trips() {
+    let db = fresh().await;
+    let mut full = upload("用户|ü@example.com", "photo");
+    full.mode = Mode::Multipart;
+    full.filename = "Ünïcødé 写真.jpeg".to_owned();
+    full.size = 5 * 1024 * 1024 * 1024 * 1024;
+    full.sha256 = Some(
+        Sha256Digest::parse("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            .unwrap(),
+    );
+    full.etag = Some("\"abc-3\"".to_owned());
+    full.reason = Some("size_mismatch".to_owned());
+    full.metadata = [
+        ("alt".to_owned(), "un chat 🐈".to_owned()),
+        ("k\"ey".to_owned(), "{}".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    full.idempotency_key = Some("idem-1".to_owned());
+    full.attached_ref = Some("post:42".to_owned());
+    full.expires_at = full.created_at + Duration::hours(1);
+    full.updated_at = full.created_at + Duration::milliseconds(7);
+    full.committed_at = Some(full.created_at + Duration::seconds(3));
+
+    let bare = upload("alice", "doc");
+    assert_eq!(bare.sha256, None);
+
+    for u in [full, bare] {
+        let inserted = db.ledger.insert(&u, None).await.unwrap();
+        assert_eq!(inserted, Inserted::New(u.clone()));
+        assert_eq!(db.ledger.get(u.id).await.unwrap(), Some(u.clone()));
+        assert_eq!(
+            db.ledger.find_by_key(&u.key).await.unwrap(),
+            Some(u.clone())
+        );
+    }
+    assert_eq!(db.ledger.get(UploadId::new()).await.unwrap(), None);
+    assert_eq!(
+        db.ledger
+            .find_by_key(&ObjectKey::from_trusted("u/nobody/x"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn times_are_stored_to_the_millisecond() {
+    let db = fresh().await;
+    let mut u = upload("alice", "photo");
+    u.created_at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+    let stored = db.ledger.insert(&u, None).await.unwrap().into_upload();
+    assert_eq!(
+        stored.created_at.unix_timestamp_nanos(),
+        1_700_000_000_123_000_000
+    );
+    assert_eq!(db.ledger.get(u.id).await.unwrap(), Some(stored));
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_row() {
+    let db = fresh().await;
+    let mut first = upload("alice", "photo");
+    first.idempotency_key = Some("k1".to_owned());
+    let mut again = upload("alice", "photo");
+    again.idempotency_key = Some("k1".to_owned());
+    again.size = 1;
+
+    assert!(db.ledger.insert(&first, None).await.unwrap().is_new());
+    let second = db.ledger.insert(&again, None).await.unwrap();
+    assert_eq!(second, Inserted::Existing(first.clone()));
+    assert_eq!(
+        db.ledger.get(again.id).await.unwrap(),
+        None,
+        "no second row"
+    );
+
+    // Even with the quota now full, the retry still finds its row.
+    let full = Quota {
+        max_bytes: None,
+        max_count: Some(1),
+    };
+    assert_eq!(
+        db.ledger.insert(&again, Some(&full)).await.unwrap(),
+        Inserted::Existing(first)
+    );
+}
+
+#[tokio::test]
+async fn same_idempotency_key_for_different_users_is_independent() {
+    let db = fresh().await;
+    let mut a = upload("alice", "photo");
+    a.idempotency_key = Some("shared".to_owned());
+    let mut b = upload("bob", "photo");
+    b.idempotency_key = Some("shared".to_owned());
+    assert_eq!(
+        db.ledger.insert(&a, None).await.unwrap(),
+        Inserted::New(a.clone())
+    );
+    assert_eq!(
+        db.ledger.insert(&b, None).await.unwrap(),
+        Inserted::New(b.clone())
+    );
+    assert_eq!(db.ledger.get(a.id).await.unwrap(), Some(a));
+    assert_eq!(db.ledger.get(b.id).await.unwrap(), Some(b));
+}
+
+#[tokio::test]
+async fn rows_without_idempotency_keys_never_collide() {
+    let db = fresh().await;
+    for _ in 0..3 {
+        assert!(
+            db.ledger
+                .insert(&upload("alice", "photo"), None)
+                .await
+                .unwrap()
+                .is_new()
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicate_ids_and_keys_conflict() {
+    let db = fresh().await;
+    let u = upload("alice", "photo");
+    db.ledger.insert(&u, None).await.unwrap();
+
+    let mut same_key = upload("alice", "photo");
+    same_key.key = u.key.clone();
+    let err = db.ledger.insert(&same_key, None).await.unwrap_err();
+    assert!(matches!(err, LedgerError::Conflict(_)), "{err}");
+
+    let err = db.ledger.insert(&u, None).await.unwrap_err();
+    assert!(matches!(err, LedgerError::Conflict(_)), "{err}");
+    assert_eq!(db.ledger.get(same_key.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn only_pending_rows_can_be_inserted() {
+    let db = fresh().await;
+    let mut u = upload("alice", "photo");
+    u.status = UploadStatus::Committed;
+    u.committed_at = Some(now());
+    let err = db.ledger.insert(&u, None).await.unwrap_err();
+    assert!(matches!(err, LedgerError::Conflict(_)), "{err}");
+    assert_eq!(db.ledger.get(u.id).await.unwrap(), None);
+}

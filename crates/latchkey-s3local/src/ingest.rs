@@ -1,0 +1,207 @@
+//! Receiving a request body: stream it to a temp file while hashing, fsync,
+//! then check it against everything the client claimed (length, Content-MD5,
+//! `x-amz-checksum-*` in headers or aws-chunked trailers).
+//!
+//! Nothing is buffered beyond one write buffer, so a 1 GiB body costs the
+//! same memory as a 1 KiB one. A body that fails any check never becomes an
+//! object: the temp file is dropped with the error.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use futures::StreamExt as _;
+use md5::Md5;
+use s3s::checksum::ChecksumHasher;
+use s3s::crypto::Checksum as _;
+use s3s::dto::{ChecksumAlgorithm, StreamingBlob};
+use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders, s3_error};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::disk::{Checksums, Disk, Staged};
+
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// What the client said about the body it is sending.
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    pub content_length: Option<i64>,
+    /// Base64 md5, from `Content-MD5`.
+    pub content_md5: Option<String>,
+    /// Base64 values from `x-amz-checksum-*` headers (or trailers, filled in
+    /// once the body has been read).
+    pub sha256: Option<String>,
+    pub crc32: Option<String>,
+    pub crc32c: Option<String>,
+    pub crc64nvme: Option<String>,
+    pub sha1: Option<String>,
+    /// `x-amz-sdk-checksum-algorithm`: a checksum of this kind may arrive in a
+    /// trailer, so hash for it from the start.
+    pub algorithm: Option<ChecksumAlgorithm>,
+}
+
+/// A body that arrived whole and matched every claim.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub staged: Staged,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub sha256: [u8; 32],
+    pub checksums: Checksums,
+}
+
+impl Received {
+    pub fn md5_hex(&self) -> String {
+        hex::encode(self.md5)
+    }
+
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
+/// Logs `err` and returns an S3 `InternalError` that reveals nothing about it.
+pub(crate) fn internal(err: impl std::fmt::Display) -> S3Error {
+    tracing::error!(%err, "local store internal error");
+    s3_error!(InternalError, "We encountered an internal error. Please try again.")
+}
+
+/// Maps an error from the request body stream. They all come from the client
+/// side (a body that does not match its signed sha256, a short or long body, a
+/// broken chunk signature, a dropped connection), so they are 4xx, never 500.
+fn body_error(err: &(dyn std::error::Error + Send + Sync)) -> S3Error {
+    let text = err.to_string();
+    tracing::debug!(%text, "request body rejected");
+    if text.contains("Sha256Mismatch") {
+        // s3s's UploadStream: the body does not hash to the signed
+        // x-amz-content-sha256. AWS answers 400 XAmzContentSHA256Mismatch.
+        let mut e = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        return e;
+    }
+    if text.contains("SignatureMismatch") {
+        return s3_error!(SignatureDoesNotMatch, "A chunk signature does not match.");
+    }
+    s3_error!(
+        IncompleteBody,
+        "The request body did not match its declared length or ended early."
+    )
+}
+
+fn hasher_for(claims: &Claims) -> ChecksumHasher {
+    let alg = claims.algorithm.as_ref().map(ChecksumAlgorithm::as_str);
+    let wants = |claimed: &Option<String>, name: &str| claimed.is_some() || alg == Some(name);
+    ChecksumHasher {
+        crc32: wants(&claims.crc32, ChecksumAlgorithm::CRC32).then(Default::default),
+        crc32c: wants(&claims.crc32c, ChecksumAlgorithm::CRC32C).then(Default::default),
+        crc64nvme: wants(&claims.crc64nvme, ChecksumAlgorithm::CRC64NVME).then(Default::default),
+        sha1: wants(&claims.sha1, ChecksumAlgorithm::SHA1).then(s3s::crypto::Sha1::new),
+        sha256: None,
+    }
+}
+
+/// Streams `body` into a new temp file under `disk` and verifies it.
+pub(crate) async fn receive(
+    disk: &Disk,
+    body: Option<StreamingBlob>,
+    mut claims: Claims,
+    trailers: Option<TrailingHeaders>,
+) -> S3Result<Received> {
+    if let Some(md5) = &claims.content_md5
+        && B64.decode(md5).map_or(true, |d| d.len() != 16)
+    {
+        return Err(s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."));
+    }
+    if claims.content_length.is_some_and(|n| n < 0) {
+        return Err(s3_error!(InvalidArgument, "negative Content-Length"));
+    }
+
+    let staged = Staged::new(disk.temp_path());
+    let file = tokio::fs::File::create(staged.path())
+        .await
+        .map_err(internal)?;
+    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut md5 = Md5::new();
+    let mut sha256 = Sha256::new();
+    let mut extra = hasher_for(&claims);
+    let mut size: u64 = 0;
+
+    if let Some(mut body) = body {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| body_error(e.as_ref()))?;
+            md5.update(&chunk);
+            sha256.update(&chunk);
+            extra.update(&chunk);
+            size += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(internal)?;
+        }
+    }
+    out.flush().await.map_err(internal)?;
+    let file = out.into_inner();
+    file.sync_all().await.map_err(internal)?;
+    drop(file);
+
+    if let Some(headers) = trailers.and_then(|t| t.take()) {
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        claims.sha256 = claims.sha256.or_else(|| get("x-amz-checksum-sha256"));
+        claims.crc32 = claims.crc32.or_else(|| get("x-amz-checksum-crc32"));
+        claims.crc32c = claims.crc32c.or_else(|| get("x-amz-checksum-crc32c"));
+        claims.crc64nvme = claims.crc64nvme.or_else(|| get("x-amz-checksum-crc64nvme"));
+        claims.sha1 = claims.sha1.or_else(|| get("x-amz-checksum-sha1"));
+    }
+
+    let received = Received {
+        staged,
+        size,
+        md5: md5.finalize().into(),
+        sha256: sha256.finalize().into(),
+        checksums: Checksums::default(),
+    };
+    verify(received, &claims, extra)
+}
+
+fn verify(mut r: Received, claims: &Claims, extra: ChecksumHasher) -> S3Result<Received> {
+    if let Some(n) = claims.content_length
+        && u64::try_from(n).ok() != Some(r.size)
+    {
+        return Err(s3_error!(
+            IncompleteBody,
+            "The request body did not match its declared length."
+        ));
+    }
+    if let Some(claimed) = &claims.content_md5
+        && *claimed != B64.encode(r.md5)
+    {
+        return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+    }
+    if let Some(claimed) = &claims.sha256
+        && *claimed != B64.encode(r.sha256)
+    {
+        return Err(s3_error!(BadDigest, "The x-amz-checksum-sha256 you specified did not match what we received."));
+    }
+    let computed = extra.finalize();
+    for (name, claimed, got) in [
+        ("crc32", &claims.crc32, &computed.checksum_crc32),
+        ("crc32c", &claims.crc32c, &computed.checksum_crc32c),
+        ("crc64nvme", &claims.crc64nvme, &computed.checksum_crc64nvme),
+        ("sha1", &claims.sha1, &computed.checksum_sha1),
+    ] {
+        if let Some(claimed) = claimed
+            && Some(claimed) != got.as_ref()
+        {
+            return Err(s3_error!(
+                BadDigest,
+                "The x-amz-checksum-{name} you specified did not match what we received."
+            ));
+        }
+    }
+    r.checksums = Checksums {
+        crc32: computed.checksum_crc32,
+        crc32c: computed.checksum_crc32c,
+        crc64nvme: computed.checksum_crc64nvme,
+        sha1: computed.checksum_sha1,
+    };
+    Ok(r)
+}

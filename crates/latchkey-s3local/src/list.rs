@@ -1,0 +1,248 @@
+//! `ListObjectsV2` and `ListObjects` over the sorted in-memory index: prefix,
+//! delimiter (common prefixes), max-keys, continuation tokens, start-after,
+//! markers and `encoding-type=url`.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as TOKEN;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use s3s::dto::{
+    CommonPrefix, ETag, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
+    ListObjectsV2Output, Object, ObjectStorageClass, Timestamp,
+};
+use s3s::{S3Result, s3_error};
+
+use crate::backend::{Backend, owner};
+use crate::disk::ObjectMeta;
+
+const MAX_KEYS: i32 = 1000;
+
+/// Where a page resumes: after a key, or after every key under a common
+/// prefix that the previous page already reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resume {
+    AfterKey(String),
+    AfterPrefix(String),
+}
+
+impl Resume {
+    fn bound(&self) -> &str {
+        match self {
+            Resume::AfterKey(s) | Resume::AfterPrefix(s) => s,
+        }
+    }
+
+    fn encode(&self) -> String {
+        let (tag, s) = match self {
+            Resume::AfterKey(s) => ('k', s),
+            Resume::AfterPrefix(s) => ('p', s),
+        };
+        TOKEN.encode(format!("{tag}{s}"))
+    }
+
+    fn decode(token: &str) -> Option<Self> {
+        let raw = String::from_utf8(TOKEN.decode(token).ok()?).ok()?;
+        let mut chars = raw.chars();
+        match chars.next()? {
+            'k' => Some(Resume::AfterKey(chars.as_str().to_owned())),
+            'p' => Some(Resume::AfterPrefix(chars.as_str().to_owned())),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) struct Page {
+    pub objects: Vec<Arc<ObjectMeta>>,
+    pub prefixes: Vec<String>,
+    pub truncated: bool,
+    pub last: Option<Resume>,
+}
+
+/// One page of keys under `prefix`, rolled up at `delimiter`, after `resume`.
+pub(crate) fn walk(
+    backend: &Backend,
+    prefix: &str,
+    delimiter: Option<&str>,
+    resume: Option<&Resume>,
+    max: usize,
+) -> Page {
+    let mut page = Page {
+        objects: Vec::new(),
+        prefixes: Vec::new(),
+        truncated: false,
+        last: None,
+    };
+    let lower = match resume {
+        Some(r) if r.bound() >= prefix => Bound::Excluded(r.bound()),
+        _ => Bound::Included(prefix),
+    };
+    let skip_under = match resume {
+        Some(Resume::AfterPrefix(p)) => Some(p.as_str()),
+        _ => None,
+    };
+    backend.disk.with_index(|index| {
+        for (key, meta) in index.range::<str, _>((lower, Bound::Unbounded)) {
+            // Keys with a given prefix are contiguous in byte order.
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if skip_under.is_some_and(|p| key.starts_with(p)) {
+                continue;
+            }
+            let rolled = delimiter.and_then(|d| {
+                key[prefix.len()..]
+                    .find(d)
+                    .map(|i| &key[..prefix.len() + i + d.len()])
+            });
+            if let Some(cp) = rolled
+                && page.prefixes.last().is_some_and(|last| last == cp)
+            {
+                continue;
+            }
+            if page.objects.len() + page.prefixes.len() >= max {
+                page.truncated = true;
+                break;
+            }
+            match rolled {
+                Some(cp) => {
+                    page.prefixes.push(cp.to_owned());
+                    page.last = Some(Resume::AfterPrefix(cp.to_owned()));
+                }
+                None => {
+                    page.objects.push(meta.clone());
+                    page.last = Some(Resume::AfterKey(key.clone()));
+                }
+            }
+        }
+    });
+    page
+}
+
+/// Like `encodeURIComponent` but keeping `/`, as S3 does for `encoding-type=url`.
+const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+struct Encoder(bool);
+
+impl Encoder {
+    fn new(encoding: Option<&EncodingType>) -> S3Result<Self> {
+        match encoding.map(EncodingType::as_str) {
+            None => Ok(Self(false)),
+            Some(e) if e == EncodingType::URL => Ok(Self(true)),
+            Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
+        }
+    }
+
+    fn enc(&self, s: &str) -> String {
+        if self.0 {
+            utf8_percent_encode(s, URL_ENCODE).to_string()
+        } else {
+            s.to_owned()
+        }
+    }
+}
+
+fn max_keys(requested: Option<i32>) -> S3Result<usize> {
+    match requested {
+        None => Ok(MAX_KEYS as usize),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => Ok(n.min(MAX_KEYS) as usize),
+    }
+}
+
+fn object(meta: &ObjectMeta, enc: &Encoder, with_owner: bool) -> Object {
+    Object {
+        key: Some(enc.enc(&meta.key)),
+        e_tag: Some(ETag::Strong(meta.etag.clone())),
+        last_modified: Some(Timestamp::from(meta.last_modified())),
+        size: i64::try_from(meta.size).ok(),
+        storage_class: Some(ObjectStorageClass::from(ObjectStorageClass::STANDARD.to_owned())),
+        owner: with_owner.then(owner),
+        ..Default::default()
+    }
+}
+
+fn prefixes(page: &Page, enc: &Encoder) -> Vec<CommonPrefix> {
+    page.prefixes
+        .iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(enc.enc(p)),
+        })
+        .collect()
+}
+
+pub(crate) fn list_objects_v2(
+    backend: &Backend,
+    input: ListObjectsV2Input,
+) -> S3Result<ListObjectsV2Output> {
+    let enc = Encoder::new(input.encoding_type.as_ref())?;
+    let max = max_keys(input.max_keys)?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    let resume = match &input.continuation_token {
+        Some(token) => Some(Resume::decode(token).ok_or_else(|| {
+            s3_error!(InvalidArgument, "The continuation token provided is incorrect")
+        })?),
+        None => input.start_after.clone().map(Resume::AfterKey),
+    };
+    let page = walk(backend, &prefix, delimiter.as_deref(), resume.as_ref(), max);
+    let with_owner = input.fetch_owner.unwrap_or(false);
+    let contents: Vec<Object> = page.objects.iter().map(|m| object(m, &enc, with_owner)).collect();
+    let common_prefixes = prefixes(&page, &enc);
+    Ok(ListObjectsV2Output {
+        name: Some(backend.bucket.clone()),
+        prefix: Some(enc.enc(&prefix)),
+        delimiter: delimiter.as_deref().map(|d| enc.enc(d)),
+        start_after: input.start_after.as_deref().map(|s| enc.enc(s)),
+        max_keys: input.max_keys.or(Some(MAX_KEYS)),
+        key_count: i32::try_from(contents.len() + common_prefixes.len()).ok(),
+        is_truncated: Some(page.truncated),
+        continuation_token: input.continuation_token,
+        next_continuation_token: page.truncated.then(|| page.last.as_ref().map(Resume::encode)).flatten(),
+        contents: Some(contents),
+        common_prefixes: Some(common_prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    })
+}
+
+pub(crate) fn list_objects_v1(
+    backend: &Backend,
+    input: ListObjectsInput,
+) -> S3Result<ListObjectsOutput> {
+    let enc = Encoder::new(input.encoding_type.as_ref())?;
+    let max = max_keys(input.max_keys)?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    // V1 markers are plain strings; one ending in the delimiter is taken as a
+    // common prefix the previous page already reported.
+    let resume = input.marker.clone().filter(|m| !m.is_empty()).map(|m| match &delimiter {
+        Some(d) if m.ends_with(d.as_str()) && m.starts_with(prefix.as_str()) => Resume::AfterPrefix(m),
+        _ => Resume::AfterKey(m),
+    });
+    let page = walk(backend, &prefix, delimiter.as_deref(), resume.as_ref(), max);
+    let contents: Vec<Object> = page.objects.iter().map(|m| object(m, &enc, true)).collect();
+    let common_prefixes = prefixes(&page, &enc);
+    let next_marker = (page.truncated && delimiter.is_some())
+        .then(|| page.last.as_ref().map(|r| enc.enc(r.bound())))
+        .flatten();
+    Ok(ListObjectsOutput {
+        name: Some(backend.bucket.clone()),
+        prefix: Some(enc.enc(&prefix)),
+        marker: input.marker.as_deref().map(|m| enc.enc(m)),
+        delimiter: delimiter.as_deref().map(|d| enc.enc(d)),
+        max_keys: input.max_keys.or(Some(MAX_KEYS)),
+        is_truncated: Some(page.truncated),
+        next_marker,
+        contents: Some(contents),
+        common_prefixes: Some(common_prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    })
+}

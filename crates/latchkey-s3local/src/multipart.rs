@@ -1,0 +1,561 @@
+//! Multipart uploads: create, upload part, list parts, complete, abort, list
+//! uploads.
+//!
+//! Each upload is a folder `uploads/<upload-id>/` holding `upload.json` (key,
+//! headers, metadata) and, per part, `<n>.json` naming an immutable
+//! `<n>.<uuid>.part` file (re-uploading a part swaps the JSON atomically, as
+//! objects do). Completing concatenates the parts into a temp file while
+//! hashing, then commits it like a PUT; the ETag is the usual
+//! md5-of-part-md5s with a `-N` suffix.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use md5::Md5;
+use s3s::dto::{
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix,
+    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CreateMultipartUploadInput,
+    CreateMultipartUploadOutput, ETag, Initiator, ListMultipartUploadsInput,
+    ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput, MultipartUpload, Part,
+    StorageClass, Timestamp, UploadPartInput, UploadPartOutput,
+};
+use s3s::{S3Result, TrailingHeaders, s3_error};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::backend::{Backend, owner, write_condition};
+use crate::disk::{Attrs, Disk, ObjectMeta, Staged, blocking, now_ms, sync_dir, write_synced};
+use crate::ingest::{self, Claims, internal};
+use crate::Error;
+
+/// S3's minimum size for every part but the last.
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+const MAX_PART_NUMBER: i32 = 10_000;
+const MAX_LISTED: i32 = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UploadMeta {
+    key: String,
+    upload_id: String,
+    initiated_ms: i64,
+    attrs: Attrs,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartMeta {
+    number: i32,
+    data: String,
+    size: u64,
+    etag: String,
+    last_modified_ms: i64,
+}
+
+type UploadMap = BTreeMap<(String, String), Arc<UploadMeta>>;
+
+/// Uploads in progress, mirrored in memory for listing and lookups.
+pub(crate) struct Uploads {
+    dir: PathBuf,
+    map: RwLock<UploadMap>,
+}
+
+fn ms_to_ts(ms: i64) -> Timestamp {
+    Timestamp::from(
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    )
+}
+
+fn no_such_upload() -> s3s::S3Error {
+    s3_error!(
+        NoSuchUpload,
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+    )
+}
+
+fn initiator() -> Initiator {
+    let o = owner();
+    Initiator {
+        display_name: o.display_name,
+        id: o.id,
+    }
+}
+
+impl Uploads {
+    /// Loads the uploads a previous run left; folders without a readable
+    /// `upload.json` (a crash during create) are removed.
+    pub async fn open(disk: &Disk) -> Result<Self, Error> {
+        let dir = disk.uploads_dir().to_path_buf();
+        let scan = dir.clone();
+        let map = blocking(move || {
+            let mut map = UploadMap::new();
+            for entry in std::fs::read_dir(&scan)? {
+                let path = entry?.path();
+                let meta = std::fs::read(path.join("upload.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<UploadMeta>(&b).ok());
+                match meta {
+                    Some(m) => {
+                        map.insert((m.key.clone(), m.upload_id.clone()), Arc::new(m));
+                    }
+                    None => {
+                        tracing::info!(dir = %path.display(), "removing a half-created multipart upload");
+                        let _ = std::fs::remove_dir_all(&path);
+                    }
+                }
+            }
+            Ok(map)
+        })
+        .await
+        .map_err(Error::io("loading multipart uploads"))?;
+        Ok(Self {
+            dir,
+            map: RwLock::new(map),
+        })
+    }
+
+    fn upload_dir(&self, upload_id: &str) -> PathBuf {
+        self.dir.join(upload_id)
+    }
+
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, UploadMap> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, UploadMap> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &str, upload_id: &str) -> S3Result<Arc<UploadMeta>> {
+        self.map()
+            .get(&(key.to_owned(), upload_id.to_owned()))
+            .cloned()
+            .ok_or_else(no_such_upload)
+    }
+
+    fn take(&self, key: &str, upload_id: &str) -> S3Result<Arc<UploadMeta>> {
+        self.map_mut()
+            .remove(&(key.to_owned(), upload_id.to_owned()))
+            .ok_or_else(no_such_upload)
+    }
+
+    fn put_back(&self, meta: Arc<UploadMeta>) {
+        self.map_mut()
+            .insert((meta.key.clone(), meta.upload_id.clone()), meta);
+    }
+}
+
+fn read_parts(dir: &Path) -> io::Result<BTreeMap<i32, PartMeta>> {
+    let mut parts = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_part_json = path.extension().is_some_and(|e| e == "json")
+            && path.file_stem().is_some_and(|s| s != "upload");
+        if !is_part_json {
+            continue;
+        }
+        if let Ok(part) = serde_json::from_slice::<PartMeta>(&std::fs::read(&path)?) {
+            parts.insert(part.number, part);
+        }
+    }
+    Ok(parts)
+}
+
+async fn load_parts(backend: &Backend, upload_id: &str) -> S3Result<BTreeMap<i32, PartMeta>> {
+    let dir = backend.uploads.upload_dir(upload_id);
+    blocking(move || read_parts(&dir)).await.map_err(|err| {
+        if err.kind() == io::ErrorKind::NotFound {
+            no_such_upload()
+        } else {
+            internal(err)
+        }
+    })
+}
+
+pub(crate) async fn create(
+    backend: &Backend,
+    input: CreateMultipartUploadInput,
+) -> S3Result<CreateMultipartUploadOutput> {
+    crate::access::refuse_acl(
+        input.acl.as_ref(),
+        [
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ],
+    )?;
+    if input.sse_customer_algorithm.is_some()
+        || input.ssekms_key_id.is_some()
+        || input.object_lock_mode.is_some()
+        || input.object_lock_legal_hold_status.is_some()
+    {
+        return Err(s3_error!(
+            NotImplemented,
+            "Encryption with customer keys and object lock are not supported by this store."
+        ));
+    }
+    let upload_id = Uuid::new_v4().simple().to_string();
+    let meta = UploadMeta {
+        key: input.key.clone(),
+        upload_id: upload_id.clone(),
+        initiated_ms: now_ms(),
+        attrs: Attrs {
+            content_type: input.content_type,
+            content_encoding: input.content_encoding,
+            content_disposition: input.content_disposition,
+            content_language: input.content_language,
+            cache_control: input.cache_control,
+            metadata: input.metadata.unwrap_or_default().into_iter().collect(),
+        },
+    };
+    let dir = backend.uploads.upload_dir(&upload_id);
+    let json = serde_json::to_vec(&meta).map_err(internal)?;
+    let root = backend.uploads.dir.clone();
+    blocking(move || {
+        std::fs::create_dir(&dir)?;
+        write_synced(&dir.join("upload.json"), &json)?;
+        sync_dir(&dir)?;
+        sync_dir(&root)
+    })
+    .await
+    .map_err(internal)?;
+    backend.uploads.put_back(Arc::new(meta));
+    Ok(CreateMultipartUploadOutput {
+        bucket: Some(backend.bucket.clone()),
+        key: Some(input.key),
+        upload_id: Some(upload_id),
+        ..Default::default()
+    })
+}
+
+pub(crate) async fn upload_part(
+    backend: &Backend,
+    input: UploadPartInput,
+    trailers: Option<TrailingHeaders>,
+) -> S3Result<UploadPartOutput> {
+    if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    backend.uploads.get(&input.key, &input.upload_id)?;
+    let claims = Claims {
+        content_length: input.content_length,
+        content_md5: input.content_md5,
+        sha256: input.checksum_sha256,
+        crc32: input.checksum_crc32,
+        crc32c: input.checksum_crc32c,
+        crc64nvme: input.checksum_crc64nvme,
+        sha1: input.checksum_sha1,
+        algorithm: input.checksum_algorithm,
+    };
+    let got = ingest::receive(&backend.disk, input.body, claims, trailers).await?;
+    let part = PartMeta {
+        number: input.part_number,
+        data: format!("{}.{}.part", input.part_number, Uuid::new_v4().simple()),
+        size: got.size,
+        etag: got.md5_hex(),
+        last_modified_ms: now_ms(),
+    };
+    let dir = backend.uploads.upload_dir(&input.upload_id);
+    let json = serde_json::to_vec(&part).map_err(internal)?;
+    let tmp_json = backend.disk.temp_path();
+    let src = got.staged.path().to_path_buf();
+    let data = part.data.clone();
+    let number = part.number;
+    blocking(move || {
+        let old = std::fs::read(dir.join(format!("{number}.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<PartMeta>(&b).ok());
+        std::fs::rename(&src, dir.join(&data))?;
+        write_synced(&tmp_json, &json)?;
+        std::fs::rename(&tmp_json, dir.join(format!("{number}.json")))?;
+        sync_dir(&dir)?;
+        if let Some(old) = old {
+            let _ = std::fs::remove_file(dir.join(old.data));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|err| {
+        if err.kind() == io::ErrorKind::NotFound {
+            // Aborted or completed while this part was arriving.
+            no_such_upload()
+        } else {
+            internal(err)
+        }
+    })?;
+    let c = &got.checksums;
+    let output = UploadPartOutput {
+        e_tag: Some(ETag::Strong(part.etag)),
+        checksum_crc32: c.crc32.clone(),
+        checksum_crc32c: c.crc32c.clone(),
+        checksum_crc64nvme: c.crc64nvme.clone(),
+        checksum_sha1: c.sha1.clone(),
+        ..Default::default()
+    };
+    got.staged.disarm();
+    Ok(output)
+}
+
+pub(crate) async fn list_parts(backend: &Backend, input: ListPartsInput) -> S3Result<ListPartsOutput> {
+    backend.uploads.get(&input.key, &input.upload_id)?;
+    let parts = load_parts(backend, &input.upload_id).await?;
+    let max = input.max_parts.unwrap_or(MAX_LISTED).clamp(0, MAX_LISTED) as usize;
+    let after = input.part_number_marker.unwrap_or(0);
+    let mut listed: Vec<Part> = Vec::new();
+    let mut truncated = false;
+    for part in parts.values().filter(|p| p.number > after) {
+        if listed.len() == max {
+            truncated = true;
+            break;
+        }
+        listed.push(Part {
+            part_number: Some(part.number),
+            e_tag: Some(ETag::Strong(part.etag.clone())),
+            size: i64::try_from(part.size).ok(),
+            last_modified: Some(ms_to_ts(part.last_modified_ms)),
+            ..Default::default()
+        });
+    }
+    Ok(ListPartsOutput {
+        bucket: Some(backend.bucket.clone()),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        max_parts: Some(max as i32),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: listed.last().and_then(|p| p.part_number),
+        is_truncated: Some(truncated),
+        parts: Some(listed),
+        initiator: Some(initiator()),
+        owner: Some(owner()),
+        storage_class: Some(StorageClass::from(StorageClass::STANDARD.to_owned())),
+        ..Default::default()
+    })
+}
+
+/// Checks the client's part list against what was uploaded; returns the
+/// parts in order.
+fn chosen_parts(
+    input: &CompleteMultipartUploadInput,
+    uploaded: &BTreeMap<i32, PartMeta>,
+) -> S3Result<Vec<PartMeta>> {
+    let requested = input
+        .multipart_upload
+        .as_ref()
+        .and_then(|m| m.parts.as_ref())
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| s3_error!(MalformedXML, "You must specify at least one part."))?;
+    let mut chosen: Vec<PartMeta> = Vec::with_capacity(requested.len());
+    for p in requested {
+        let number = p
+            .part_number
+            .ok_or_else(|| s3_error!(MalformedXML, "Every part needs a PartNumber."))?;
+        if chosen.last().is_some_and(|prev| prev.number >= number) {
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number."
+            ));
+        }
+        let invalid = || {
+            s3_error!(
+                InvalidPart,
+                "One or more of the specified parts could not be found or its entity tag did not match."
+            )
+        };
+        let stored = uploaded.get(&number).ok_or_else(invalid)?;
+        let etag = p.e_tag.as_ref().ok_or_else(invalid)?;
+        if etag.value().trim_matches('"') != stored.etag {
+            return Err(invalid());
+        }
+        chosen.push(stored.clone());
+    }
+    if chosen[..chosen.len() - 1].iter().any(|p| p.size < MIN_PART_SIZE) {
+        return Err(s3_error!(
+            EntityTooSmall,
+            "Your proposed upload is smaller than the minimum allowed object size."
+        ));
+    }
+    Ok(chosen)
+}
+
+/// Concatenates the parts into `out`, returning (size, sha256).
+fn concatenate(dir: &Path, parts: &[PartMeta], out: &Path) -> io::Result<(u64, [u8; 32])> {
+    let mut file = std::fs::File::create(out)?;
+    let mut sha = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    for part in parts {
+        let mut src = std::fs::File::open(dir.join(&part.data))?;
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            file.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+    }
+    file.sync_all()?;
+    Ok((size, sha.finalize().into()))
+}
+
+fn multipart_etag(parts: &[PartMeta]) -> String {
+    let mut md5 = Md5::new();
+    for p in parts {
+        md5.update(hex::decode(&p.etag).unwrap_or_default());
+    }
+    format!("{}-{}", hex::encode(md5.finalize()), parts.len())
+}
+
+pub(crate) async fn complete(
+    backend: &Backend,
+    input: CompleteMultipartUploadInput,
+) -> S3Result<CompleteMultipartUploadOutput> {
+    let cond = write_condition(input.if_none_match.as_ref(), input.if_match.as_ref())?;
+    // Taking the upload out of the map makes a concurrent complete, abort or
+    // part upload see NoSuchUpload instead of racing this one.
+    let upload = backend.uploads.take(&input.key, &input.upload_id)?;
+    let result = finish(backend, &upload, &input, &cond).await;
+    match result {
+        Ok(meta) => {
+            let dir = backend.uploads.upload_dir(&upload.upload_id);
+            if let Err(err) = blocking(move || std::fs::remove_dir_all(dir)).await {
+                tracing::warn!(%err, "could not remove a completed upload's parts");
+            }
+            Ok(CompleteMultipartUploadOutput {
+                bucket: Some(backend.bucket.clone()),
+                key: Some(meta.key.clone()),
+                e_tag: Some(ETag::Strong(meta.etag.clone())),
+                ..Default::default()
+            })
+        }
+        Err(err) => {
+            backend.uploads.put_back(upload);
+            Err(err)
+        }
+    }
+}
+
+async fn finish(
+    backend: &Backend,
+    upload: &UploadMeta,
+    input: &CompleteMultipartUploadInput,
+    cond: &crate::disk::Condition,
+) -> S3Result<Arc<ObjectMeta>> {
+    let existing = backend.disk.get(&upload.key);
+    if !cond.check(existing.as_deref()) {
+        return Err(crate::backend::precondition_error(cond, existing.is_some()));
+    }
+    let uploaded = load_parts(backend, &upload.upload_id).await?;
+    let parts = chosen_parts(input, &uploaded)?;
+    let staged = Staged::new(backend.disk.temp_path());
+    let dir = backend.uploads.upload_dir(&upload.upload_id);
+    let out = staged.path().to_path_buf();
+    let etag = multipart_etag(&parts);
+    let count = parts.len();
+    let (size, sha256) = blocking(move || concatenate(&dir, &parts, &out))
+        .await
+        .map_err(internal)?;
+    let meta = ObjectMeta {
+        key: upload.key.clone(),
+        data: String::new(),
+        size,
+        etag,
+        sha256: hex::encode(sha256),
+        checksums: Default::default(),
+        attrs: upload.attrs.clone(),
+        last_modified_ms: now_ms(),
+        parts_count: u32::try_from(count).ok(),
+    };
+    backend.commit(staged, meta, cond).await
+}
+
+pub(crate) async fn abort(
+    backend: &Backend,
+    input: AbortMultipartUploadInput,
+) -> S3Result<AbortMultipartUploadOutput> {
+    let upload = backend.uploads.take(&input.key, &input.upload_id)?;
+    let dir = backend.uploads.upload_dir(&upload.upload_id);
+    blocking(move || std::fs::remove_dir_all(dir))
+        .await
+        .map_err(internal)?;
+    Ok(AbortMultipartUploadOutput::default())
+}
+
+pub(crate) fn list_uploads(
+    backend: &Backend,
+    input: ListMultipartUploadsInput,
+) -> S3Result<ListMultipartUploadsOutput> {
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    let max = input.max_uploads.unwrap_or(MAX_LISTED).clamp(0, MAX_LISTED) as usize;
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let id_marker = input.upload_id_marker.clone();
+    let mut uploads: Vec<MultipartUpload> = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    let mut next: Option<(String, String)> = None;
+    for ((key, id), meta) in backend.uploads.map().iter() {
+        let after_marker = match &id_marker {
+            Some(m) if !key_marker.is_empty() => (key.as_str(), id.as_str()) > (key_marker.as_str(), m.as_str()),
+            _ => key.as_str() > key_marker.as_str() || key_marker.is_empty(),
+        };
+        if !after_marker || !key.starts_with(prefix.as_str()) {
+            continue;
+        }
+        let rolled = delimiter.as_deref().and_then(|d| {
+            key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned())
+        });
+        if rolled.is_some() && prefixes.last() == rolled.as_ref() {
+            continue;
+        }
+        if uploads.len() + prefixes.len() == max {
+            truncated = true;
+            break;
+        }
+        next = Some((key.clone(), id.clone()));
+        match rolled {
+            Some(cp) => prefixes.push(cp),
+            None => uploads.push(MultipartUpload {
+                key: Some(key.clone()),
+                upload_id: Some(id.clone()),
+                initiated: Some(ms_to_ts(meta.initiated_ms)),
+                initiator: Some(initiator()),
+                owner: Some(owner()),
+                storage_class: Some(StorageClass::from(StorageClass::STANDARD.to_owned())),
+                ..Default::default()
+            }),
+        }
+    }
+    let (next_key_marker, next_upload_id_marker) = match next.filter(|_| truncated) {
+        Some((k, id)) => (Some(k), Some(id)),
+        None => (None, None),
+    };
+    Ok(ListMultipartUploadsOutput {
+        bucket: Some(backend.bucket.clone()),
+        prefix: input.prefix,
+        delimiter,
+        key_marker: input.key_marker,
+        upload_id_marker: input.upload_id_marker,
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        next_key_marker,
+        next_upload_id_marker,
+        uploads: Some(uploads),
+        common_prefixes: Some(
+            prefixes
+                .into_iter()
+                .map(|p| CommonPrefix { prefix: Some(p) })
+                .collect(),
+        ),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    })
+}

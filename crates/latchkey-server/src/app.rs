@@ -1,0 +1,198 @@
+//! Wiring: from a [`Config`] to a running broker (and, in the embedded
+//! default, the S3-compatible store beside it). Tests build the same
+//! [`Application`] on port 0 that `latchkey serve` runs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use latchkey_api::{AppState, AuthConfig, Authenticator, Limits};
+use latchkey_domain::Secret;
+use latchkey_s3local::{LocalStore, LocalStoreConfig, StoreHandle};
+use latchkey_sigv4::{Credentials, Endpoint, Signer};
+use latchkey_store::{Capabilities, S3Store, S3StoreConfig};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, StoreKind};
+use crate::http::layers;
+use crate::secrets::{self, DevSecrets};
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    store: Option<StoreHandle>,
+    broker_addr: SocketAddr,
+    public_url: String,
+    store_public_url: String,
+    /// The HS256 secret `latchkey token` signs with (dev mode or configured).
+    pub token_secret: Option<Secret>,
+}
+
+/// The store as both the broker and clients reach it.
+struct StoreWiring {
+    handle: Option<StoreHandle>,
+    broker_endpoint: String,
+    public_endpoint: String,
+    access_key_id: String,
+    secret: Secret,
+    capabilities: Capabilities,
+}
+
+async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what} (is another process using it? see --listen / --store-listen)"))
+}
+
+async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWiring> {
+    let s = &config.store;
+    match s.kind {
+        StoreKind::Embedded => {
+            let listener = bind(&s.listen, "embedded store").await?;
+            let store = LocalStore::open(
+                LocalStoreConfig {
+                    root: config.data_dir.join("store"),
+                    bucket: s.bucket.clone(),
+                    region: s.region.clone(),
+                    access_key_id: dev.store_access_key_id.clone(),
+                    secret_access_key: dev.store_secret_access_key.clone(),
+                },
+                None,
+            )
+            .await
+            .context("opening the embedded store")?;
+            let handle = store.serve(listener);
+            let endpoint = handle.endpoint_url();
+            Ok(StoreWiring {
+                public_endpoint: s.public_url.clone().unwrap_or_else(|| endpoint.clone()),
+                broker_endpoint: endpoint,
+                handle: Some(handle),
+                access_key_id: dev.store_access_key_id.clone(),
+                secret: dev.store_secret_access_key.clone(),
+                capabilities: s.capabilities.clone().unwrap_or(Capabilities::FULL),
+            })
+        }
+        StoreKind::S3 => {
+            let endpoint = s.endpoint.clone().context("store.endpoint is required when store.kind = \"s3\"")?;
+            let access_key_id =
+                s.access_key_id.clone().context("store.access_key_id is required when store.kind = \"s3\"")?;
+            let secret = s
+                .secret_access_key
+                .clone()
+                .context("store.secret_access_key is required when store.kind = \"s3\"")?;
+            Ok(StoreWiring {
+                handle: None,
+                public_endpoint: s.public_url.clone().unwrap_or_else(|| endpoint.clone()),
+                broker_endpoint: endpoint,
+                access_key_id,
+                secret,
+                capabilities: s.capabilities.clone().unwrap_or(Capabilities::FULL),
+            })
+        }
+    }
+}
+
+fn auth_config(config: &Config, dev: &DevSecrets) -> anyhow::Result<(AuthConfig, Option<Secret>)> {
+    let a = &config.auth;
+    let jwks = match &a.jwks_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| format!("{} is not a JWKS", path.display()))?)
+        }
+        None => None,
+    };
+    // Dev mode: nothing configured, so tokens are signed with the generated
+    // secret that `latchkey token` also reads.
+    let hs = match (&a.jwt_secret, &jwks) {
+        (Some(s), _) => Some(s.clone()),
+        (None, None) => Some(dev.jwt_secret.clone()),
+        (None, Some(_)) => None,
+    };
+    let cfg = AuthConfig { hs256_secret: hs.clone(), jwks, issuer: a.issuer.clone(), audience: a.audience.clone() };
+    Ok((cfg, hs))
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let dev = secrets::load_or_create(&config.data_dir)?;
+        let profiles = config.profiles()?;
+        let wiring = wire_store(&config, &dev).await?;
+        let ledger = latchkey_ledger::connect(&config.ledger_url())
+            .await
+            .context("opening the ledger")?;
+        let s = &config.store;
+        let store = S3Store::new(&S3StoreConfig {
+            endpoint: wiring.broker_endpoint.clone(),
+            region: s.region.clone(),
+            bucket: s.bucket.clone(),
+            path_style: s.path_style,
+            access_key_id: wiring.access_key_id.clone(),
+            secret_access_key: wiring.secret.clone(),
+            capabilities: wiring.capabilities.clone(),
+        });
+        let endpoint = Endpoint::new(&wiring.public_endpoint, &s.bucket, &s.region, s.path_style)
+            .context("store.public_url")?;
+        let signer = Signer::new(
+            Credentials::new(wiring.access_key_id.clone(), wiring.secret.expose()),
+            &s.region,
+        );
+        let (auth_cfg, token_secret) = auth_config(&config, &dev)?;
+        let auth = Authenticator::new(&auth_cfg)?;
+        let limits = Limits {
+            download_ttl: config.limits.download_ttl_duration()?,
+            max_page: config.limits.max_page.max(1),
+            json_body_bytes: config.limits.json_body.0 as usize,
+        };
+        let state = Arc::new(AppState {
+            ledger,
+            store: Arc::new(store),
+            signer,
+            endpoint,
+            profiles,
+            default_profile: config.default_profile.clone(),
+            auth,
+            limits,
+        });
+        let listener = bind(&config.server.listen, "broker").await?;
+        let broker_addr = listener.local_addr()?;
+        let public_url = config
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{broker_addr}"));
+        let router = layers(latchkey_api::router(state));
+        Ok(Application {
+            listener,
+            router,
+            store: wiring.handle,
+            broker_addr,
+            public_url,
+            store_public_url: wiring.public_endpoint,
+            token_secret,
+        })
+    }
+
+    pub fn broker_addr(&self) -> SocketAddr {
+        self.broker_addr
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    pub fn store_url(&self) -> &str {
+        &self.store_public_url
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving the broker")?;
+        if let Some(store) = self.store {
+            store.shutdown().await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! Configuration: defaults, then the TOML file (`--config` /
+//! `LATCHKEY_CONFIG`), then `LATCHKEY_SECTION__KEY` environment variables,
+//! then command-line flags — merged into typed structs, then validated into
+//! the domain's types (profiles) before anything starts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use latchkey_domain::{
+    ByteSize, KeyTemplate, Mode, Process, Profile, ProfileName, Secret, default_profiles, parse_duration,
+};
+use latchkey_store::Capabilities;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded store, the SQLite ledger and generated secrets live.
+    pub data_dir: PathBuf,
+    /// The profile used when a request names none.
+    pub default_profile: String,
+    pub server: ServerConfig,
+    pub ledger: LedgerConfig,
+    pub store: StoreConfig,
+    pub auth: AuthSection,
+    pub webhooks: WebhookConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+    /// Overrides of the built-in `photo` and `file` profiles, and new ones.
+    pub profiles: BTreeMap<String, ProfileConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./latchkey-data"),
+            default_profile: "photo".into(),
+            server: ServerConfig::default(),
+            ledger: LedgerConfig::default(),
+            store: StoreConfig::default(),
+            auth: AuthSection::default(),
+            webhooks: WebhookConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+            profiles: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the broker listens on (`--listen`).
+    pub listen: String,
+    /// The broker's URL as clients reach it; defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), public_url: None }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// `sqlite://…` or `postgres://…`; defaults to `sqlite://{data_dir}/ledger.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The S3-compatible store built into latchkey, over `{data_dir}/store`.
+    #[default]
+    Embedded,
+    /// Any S3 API: AWS, Garage, MinIO, R2, Ceph.
+    S3,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub bucket: String,
+    /// Embedded only: where the store listens (`--store-listen`).
+    pub listen: String,
+    /// The store's URL as clients reach it, used in grants. Defaults to
+    /// `http://{listen}` (embedded) or `endpoint` (s3).
+    pub public_url: Option<String>,
+    /// S3 only: the endpoint the broker calls.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// What the store enforces; the embedded store enforces everything.
+    pub capabilities: Option<Capabilities>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Embedded,
+            bucket: "latchkey".into(),
+            listen: "127.0.0.1:9000".into(),
+            public_url: None,
+            endpoint: None,
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: None,
+            secret_access_key: None,
+            capabilities: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// HS256 secret; when neither this nor a JWKS is set, a dev secret is
+    /// generated in the data dir and `latchkey token` signs with it.
+    pub jwt_secret: Option<Secret>,
+    /// RS256/ES256 public keys.
+    pub jwks_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// `sha256:<hex>` hashes of `lk_…` API keys for app backends.
+    pub api_keys: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: Option<String>,
+    pub secret: Option<Secret>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Lifetime of presigned download URLs.
+    pub download_ttl: String,
+    /// Largest JSON request body.
+    pub json_body: ByteSize,
+    /// Largest page of `GET /v1/uploads`.
+    pub max_page: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { download_ttl: "5m".into(), json_body: ByteSize(64 * 1024), max_page: 100 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `latchkey=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+/// A profile as written in TOML: every field optional, laid over the
+/// built-in profile of the same name (or over `file` for new names).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub content_types: Option<Vec<String>>,
+    pub min_bytes: Option<ByteSize>,
+    pub max_bytes: Option<ByteSize>,
+    pub modes: Option<Vec<Mode>>,
+    pub key_template: Option<String>,
+    pub grant_ttl: Option<String>,
+    pub process: Option<Process>,
+    pub quota_bytes: Option<ByteSize>,
+    pub quota_count: Option<u64>,
+    pub require_attach: Option<bool>,
+    pub unattached_ttl: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Flags that override the file and environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub store_listen: Option<String>,
+}
+
+impl Config {
+    /// Loads the layered configuration. `file` is `--config`; when absent,
+    /// `LATCHKEY_CONFIG` names the file; with neither, only defaults and the
+    /// environment apply.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let env_file = std::env::var_os("LATCHKEY_CONFIG").map(PathBuf::from);
+        if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} not found", path.display())));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        // Only `SECTION__KEY` variables (and DATA_DIR / DEFAULT_PROFILE) are
+        // configuration; LATCHKEY_TOKEN and friends belong to the CLI.
+        fig = fig.merge(
+            Env::prefixed("LATCHKEY_")
+                .filter(|k| k.as_str().contains("__") || k == "data_dir" || k == "default_profile")
+                .split("__"),
+        );
+        if let Some(d) = &overrides.data_dir {
+            fig = fig.merge(Serialized::default("data_dir", d));
+        }
+        if let Some(l) = &overrides.listen {
+            fig = fig.merge(Serialized::default("server.listen", l));
+        }
+        if let Some(l) = &overrides.store_listen {
+            fig = fig.merge(Serialized::default("store.listen", l));
+        }
+        let config: Config = fig.extract().map_err(Box::new)?;
+        config.profiles()?;
+        config.limits.download_ttl_duration()?;
+        Ok(config)
+    }
+
+    pub fn ledger_url(&self) -> String {
+        self.ledger
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ledger.db").display()))
+    }
+
+    /// The built-in profiles with the file's overrides laid over them.
+    pub fn profiles(&self) -> Result<BTreeMap<String, Profile>, ConfigError> {
+        let mut out: BTreeMap<String, Profile> =
+            default_profiles().into_iter().map(|p| (p.name.to_string(), p)).collect();
+        for (name, raw) in &self.profiles {
+            let base = out.get(name).cloned().unwrap_or_else(|| out["file"].clone());
+            let profile = raw.apply(name, base)?;
+            out.insert(name.clone(), profile);
+        }
+        if !out.contains_key(&self.default_profile) {
+            return Err(ConfigError::Invalid(format!(
+                "default_profile {:?} is not a profile",
+                self.default_profile
+            )));
+        }
+        Ok(out)
+    }
+}
+
+impl LimitsConfig {
+    pub fn download_ttl_duration(&self) -> Result<std::time::Duration, ConfigError> {
+        parse_duration(&self.download_ttl).map_err(|e| ConfigError::Invalid(format!("limits.download_ttl: {e}")))
+    }
+}
+
+impl ProfileConfig {
+    fn apply(&self, name: &str, mut p: Profile) -> Result<Profile, ConfigError> {
+        let bad = |m: String| ConfigError::Invalid(format!("profiles.{name}: {m}"));
+        p.name = ProfileName::parse(name)
+            .ok_or_else(|| bad("profile names are 1-32 characters of a-z, 0-9, '_' or '-'".into()))?;
+        if let Some(v) = &self.content_types {
+            if v.is_empty() {
+                return Err(bad("content_types must not be empty".into()));
+            }
+            p.content_types = v.clone();
+        }
+        if let Some(v) = self.min_bytes {
+            p.min_bytes = v;
+        }
+        if let Some(v) = self.max_bytes {
+            p.max_bytes = v;
+        }
+        if p.min_bytes > p.max_bytes {
+            return Err(bad("min_bytes is larger than max_bytes".into()));
+        }
+        if let Some(v) = &self.modes {
+            p.modes = v.clone();
+        }
+        if let Some(v) = &self.key_template {
+            p.key_template = KeyTemplate::parse(v).map_err(|e| bad(e.to_string()))?;
+        }
+        if let Some(v) = &self.grant_ttl {
+            let ttl = parse_duration(v).map_err(|e| bad(e.to_string()))?;
+            // SigV4 presigned URLs cannot outlive seven days.
+            if ttl.as_secs() == 0 || ttl.as_secs() > 604_800 {
+                return Err(bad("grant_ttl must be between 1s and 7d".into()));
+            }
+            p.grant_ttl = ttl;
+        }
+        if let Some(v) = self.process {
+            p.process = v;
+        }
+        if self.quota_bytes.is_some() {
+            p.quota_bytes = self.quota_bytes;
+        }
+        if self.quota_count.is_some() {
+            p.quota_count = self.quota_count;
+        }
+        if let Some(v) = self.require_attach {
+            p.require_attach = v;
+        }
+        if let Some(v) = &self.unattached_ttl {
+            p.unattached_ttl = parse_duration(v).map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(p)
+    }
+}

@@ -1,0 +1,171 @@
+//! Percent-encoding and timestamp formatting exactly as SigV4 wants them.
+//!
+//! S3 canonicalises paths and query strings with its own rule (every byte except
+//! `A-Z a-z 0-9 - . _ ~` becomes `%XX`, upper-case hex), which differs from both
+//! `application/x-www-form-urlencoded` and RFC 3986's "encode only what you must".
+//! Getting one byte of this wrong breaks the signature, so the rule lives here once.
+
+use std::borrow::Cow;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::Error;
+
+/// Everything but the unreserved characters: the set for query keys and values.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// As [`COMPONENT`], but `/` stays literal so object keys keep their "folders".
+const PATH: &AsciiSet = &COMPONENT.remove(b'/');
+
+/// Encodes one query key or value (or any single path segment) the S3 way.
+/// Borrows when nothing needs encoding, which is the common case for the
+/// `X-Amz-*` parameters and most header-derived values.
+pub fn uri_encode(s: &str) -> Cow<'_, str> {
+    utf8_percent_encode(s, COMPONENT).into()
+}
+
+/// Encodes an object key or path, keeping `/`. S3 keys are signed once-encoded
+/// (unlike other AWS services, which double-encode), so this is also the
+/// canonical URI of a decoded path.
+pub fn uri_encode_path(s: &str) -> Cow<'_, str> {
+    utf8_percent_encode(s, PATH).into()
+}
+
+/// Turns the path of a URL into its canonical URI: decode once, then encode with
+/// the S3 rule. This is idempotent on paths we produced ourselves and also
+/// accepts paths written with bytes a browser leaves alone (`$`, `+`, `!`),
+/// which the server decodes before recomputing the signature.
+pub fn canonical_uri(path: &str) -> Cow<'_, str> {
+    if path.is_empty() {
+        return Cow::Borrowed("/");
+    }
+    if path.bytes().all(|b| is_unreserved(b) || b == b'/') {
+        return Cow::Borrowed(path);
+    }
+    let decoded: Cow<'_, [u8]> = percent_decode_str(path).into();
+    Cow::Owned(percent_encoding::percent_encode(&decoded, PATH).to_string())
+}
+
+/// Decodes a `%XX` component of a URL's query. `+` is kept literally: the URLs
+/// this crate produces never use `+` for space, and treating it as a space would
+/// make `a+b` sign as `a%20b`.
+pub(crate) fn query_decode(s: &str) -> Cow<'_, str> {
+    percent_decode_str(s).decode_utf8_lossy()
+}
+
+pub(crate) fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// A signing timestamp, pre-formatted as `YYYYMMDDTHHMMSSZ`, with the date
+/// (`YYYYMMDD`) as its first eight bytes. Kept on the stack because every
+/// signature needs both forms and formatting through `time`'s descriptions
+/// would allocate and parse a format string each time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AmzDate {
+    buf: [u8; 16],
+}
+
+impl AmzDate {
+    /// Formats `now` in UTC; any offset is converted first, because the scope
+    /// date must be the UTC day the server will compute.
+    pub fn new(now: OffsetDateTime) -> Result<Self, Error> {
+        let t = now.to_offset(UtcOffset::UTC);
+        let year = t.year();
+        if !(0..=9999).contains(&year) {
+            return Err(Error::TimeOutOfRange);
+        }
+        let mut buf = *b"00000000T000000Z";
+        put_digits(&mut buf[0..4], year as u32);
+        put_digits(&mut buf[4..6], u8::from(t.month()) as u32);
+        put_digits(&mut buf[6..8], t.day() as u32);
+        put_digits(&mut buf[9..11], t.hour() as u32);
+        put_digits(&mut buf[11..13], t.minute() as u32);
+        put_digits(&mut buf[13..15], t.second() as u32);
+        Ok(Self { buf })
+    }
+
+    /// `YYYYMMDDTHHMMSSZ`, the `x-amz-date` value.
+    pub fn datetime(&self) -> &str {
+        // The buffer only ever holds ASCII digits, 'T' and 'Z'.
+        std::str::from_utf8(&self.buf).unwrap_or_default()
+    }
+
+    /// `YYYYMMDD`, the scope date and signing-key input.
+    pub fn date(&self) -> &str {
+        &self.datetime()[..8]
+    }
+}
+
+impl std::fmt::Debug for AmzDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.datetime())
+    }
+}
+
+fn put_digits(out: &mut [u8], mut v: u32) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form POST policies use for `expiration`.
+pub(crate) fn iso8601_millis(t: OffsetDateTime) -> Result<String, Error> {
+    let t = t.to_offset(UtcOffset::UTC);
+    if !(0..=9999).contains(&t.year()) {
+        return Err(Error::TimeOutOfRange);
+    }
+    Ok(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn encodes_everything_but_unreserved() {
+        assert_eq!(uri_encode("a b+c%d~e/f"), "a%20b%2Bc%25d~e%2Ff");
+        assert_eq!(
+            uri_encode_path("photos/été 1.jpg"),
+            "photos/%C3%A9t%C3%A9%201.jpg"
+        );
+        assert!(matches!(uri_encode("plain-key_1.txt~"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn canonical_uri_is_idempotent_and_normalises() {
+        assert_eq!(canonical_uri(""), "/");
+        assert_eq!(canonical_uri("/test$file.text"), "/test%24file.text");
+        assert_eq!(canonical_uri("/test%24file.text"), "/test%24file.text");
+        assert_eq!(canonical_uri("/a%20b/c+d"), "/a%20b/c%2Bd");
+        assert_eq!(canonical_uri("/%ff"), "/%FF");
+    }
+
+    #[test]
+    fn formats_dates_in_utc() {
+        let d = AmzDate::new(datetime!(2013-05-24 02:00:00 +02:00)).unwrap();
+        assert_eq!(d.datetime(), "20130524T000000Z");
+        assert_eq!(d.date(), "20130524");
+        assert_eq!(
+            iso8601_millis(datetime!(2015-12-30 12:00:00.5 UTC)).unwrap(),
+            "2015-12-30T12:00:00.500Z"
+        );
+        assert!(AmzDate::new(datetime!(-0001-01-01 0:00 UTC)).is_err());
+    }
+}

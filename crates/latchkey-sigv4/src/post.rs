@@ -1,0 +1,155 @@
+//! Browser POST uploads: a SigV4-signed policy document plus the form fields
+//! that must accompany it.
+//!
+//! The policy is the only thing signed, so everything the store should enforce
+//! (exact key, exact content type, size range, expiry) has to be a condition in
+//! it, and every exact-match condition must also be sent as a form field.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::Error;
+use crate::canonical::ALGORITHM;
+use crate::encode::{AmzDate, iso8601_millis};
+use crate::signer::Signer;
+
+/// What one browser upload may do. Every field becomes an exact-match
+/// condition except `content_length_range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostPolicy {
+    /// Must match the bucket the form is posted to.
+    pub bucket: String,
+    /// The exact key: grants never let a client choose its own.
+    pub key: String,
+    /// When the form stops working; the store compares it with its own clock.
+    pub expiration: OffsetDateTime,
+    /// Exact `Content-Type` of the file, also sent as a form field.
+    pub content_type: Option<String>,
+    /// Inclusive byte bounds on the file, enforced by the store.
+    pub content_length_range: Option<(u64, u64)>,
+    /// Exact-match conditions that are also form fields, e.g.
+    /// `success_action_status` or `x-amz-meta-*`.
+    pub extra_fields: Vec<(String, String)>,
+}
+
+/// The fields to send, in order; the client appends the `file` field last
+/// (S3 ignores everything after it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostForm {
+    /// `(name, value)` pairs, field names as S3 documents them.
+    pub fields: Vec<(String, String)>,
+}
+
+impl PostForm {
+    /// A field's value by (case-insensitive) name; form field names are.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A session token is a bearer credential, so `Debug` shows field names only.
+impl std::fmt::Debug for PostForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.fields.iter().map(|(n, _)| n))
+            .finish()
+    }
+}
+
+/// Field names the signer fills in; an extra field with one of these names
+/// would either be ignored by the store or contradict the policy.
+const RESERVED_FIELDS: [&str; 9] = [
+    "key",
+    "bucket",
+    "content-type",
+    "policy",
+    "file",
+    "x-amz-algorithm",
+    "x-amz-credential",
+    "x-amz-date",
+    "x-amz-signature",
+];
+
+#[derive(Serialize)]
+struct PolicyDocument {
+    expiration: String,
+    conditions: Vec<Value>,
+}
+
+impl Signer {
+    /// Builds and signs a POST policy. Fails if the policy has already expired
+    /// at `now`, if the length range is inverted, or if an extra field reuses a
+    /// name the signer sets.
+    pub fn post_policy(&self, policy: &PostPolicy, now: OffsetDateTime) -> Result<PostForm, Error> {
+        if policy.expiration <= now {
+            return Err(Error::Policy(
+                "the expiration is not after the signing time",
+            ));
+        }
+        if let Some((min, max)) = policy.content_length_range
+            && min > max
+        {
+            return Err(Error::Policy(
+                "content-length-range minimum exceeds maximum",
+            ));
+        }
+        for (name, _) in &policy.extra_fields {
+            let lower = name.to_ascii_lowercase();
+            if RESERVED_FIELDS.contains(&lower.as_str()) || lower == "x-amz-security-token" {
+                return Err(Error::Policy(
+                    "an extra field reuses a name the signer sets",
+                ));
+            }
+        }
+        let date = AmzDate::new(now)?;
+        let credential = format!("{}/{}", self.access_key_id(), self.scope(&date));
+        let token = self.session_token();
+
+        let mut fields: Vec<(String, String)> = Vec::with_capacity(9 + policy.extra_fields.len());
+        let mut conditions = Vec::with_capacity(8 + policy.extra_fields.len());
+        conditions.push(json!({ "bucket": policy.bucket }));
+        let mut exact = |name: &str, value: &str| {
+            conditions.push(json!({ name: value }));
+            fields.push((name.to_owned(), value.to_owned()));
+        };
+        exact("key", &policy.key);
+        if let Some(ct) = &policy.content_type {
+            exact("Content-Type", ct);
+        }
+        for (name, value) in &policy.extra_fields {
+            exact(name, value);
+        }
+        exact("x-amz-algorithm", ALGORITHM);
+        exact("x-amz-credential", &credential);
+        exact("x-amz-date", date.datetime());
+        if let Some(token) = token {
+            exact("x-amz-security-token", token);
+        }
+        if let Some((min, max)) = policy.content_length_range {
+            conditions.push(json!(["content-length-range", min, max]));
+        }
+
+        let doc = PolicyDocument {
+            expiration: iso8601_millis(policy.expiration)?,
+            conditions,
+        };
+        let json = serde_json::to_vec(&doc).map_err(|_| Error::Policy("not serialisable"))?;
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, json);
+        let signature = self.sign_raw(&date, &encoded);
+        fields.push(("policy".to_owned(), encoded));
+        fields.push(("x-amz-signature".to_owned(), signature));
+        Ok(PostForm { fields })
+    }
+
+    /// Signs an already-encoded policy as-is: for policies with conditions
+    /// [`PostPolicy`] cannot express (`starts-with`), and for AWS's example.
+    /// `now` must be the `x-amz-date` written inside the policy.
+    pub fn sign_policy(&self, base64_policy: &str, now: OffsetDateTime) -> Result<String, Error> {
+        let date = AmzDate::new(now)?;
+        Ok(self.sign_raw(&date, base64_policy))
+    }
+}

@@ -1,0 +1,132 @@
+//! [`ObjectStore`] over any S3 API with the official aws-sdk-s3 client: the
+//! embedded store, Garage, AWS, MinIO, R2, Ceph.
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::types::ChecksumMode;
+use latchkey_domain::{ObjectKey, Secret, Sha256Digest};
+use time::OffsetDateTime;
+
+use crate::{Capabilities, ObjectMeta, ObjectStore, StoreError};
+
+/// How to reach the store as the broker.
+#[derive(Clone, Debug)]
+pub struct S3StoreConfig {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub capabilities: Capabilities,
+}
+
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    capabilities: Capabilities,
+}
+
+impl S3Store {
+    pub fn new(cfg: &S3StoreConfig) -> Self {
+        let creds = Credentials::new(
+            cfg.access_key_id.clone(),
+            cfg.secret_access_key.expose().to_owned(),
+            None,
+            None,
+            "latchkey-config",
+        );
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .endpoint_url(cfg.endpoint.clone())
+            .force_path_style(cfg.path_style)
+            .credentials_provider(creds)
+            .build();
+        Self {
+            client: aws_sdk_s3::Client::from_conf(conf),
+            bucket: cfg.bucket.clone(),
+            capabilities: cfg.capabilities.clone(),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+}
+
+/// Sorts SDK failures into "retry later" and "refused". The message keeps
+/// the S3 error code but never the request (which could carry a signature).
+fn classify<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    match &err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("unknown").to_owned();
+            if se.raw().status().is_server_error() {
+                StoreError::Unavailable(code)
+            } else {
+                StoreError::Refused(code)
+            }
+        }
+        SdkError::TimeoutError(_) => StoreError::Unavailable("timeout".into()),
+        SdkError::DispatchFailure(_) => StoreError::Unavailable("connection failed".into()),
+        SdkError::ResponseError(_) => StoreError::Unavailable("malformed response".into()),
+        _ => StoreError::Refused("request could not be built".into()),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
+        let res = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        let out = match res {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => return Ok(None),
+            Err(e) => return Err(classify(e)),
+        };
+        Ok(Some(ObjectMeta {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            content_type: out.content_type().map(str::to_owned),
+            etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
+            sha256: out.checksum_sha256().and_then(|c| Sha256Digest::parse(c).ok()),
+            last_modified: out
+                .last_modified()
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+        }))
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+}
