@@ -3,6 +3,7 @@
 
 mod client;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -108,15 +109,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     // The banner goes to stdout so it can be read even with logs filtered.
-    println!("latchkey is running");
-    println!("  broker:     {}", app.public_url());
-    println!("  demo page:  {}/", app.public_url());
-    println!("  S3 store:   {}", app.store_url());
-    println!("  data dir:   {}", data_dir.display());
+    // Write errors are ignored: a closed stdout must not stop the server.
+    let mut banner = format!(
+        "latchkey is running\n  broker:     {url}\n  S3 store:   {store}\n  data dir:   {dir}\n",
+        url = app.public_url(),
+        store = app.store_url(),
+        dir = data_dir.display(),
+    );
     if let Some(t) = token {
-        println!("  dev token (user \"dev\", 24h):\n    export LATCHKEY_TOKEN={t}");
-        println!("  more tokens: latchkey token --user alice");
+        banner.push_str(&format!(
+            "  dev token (user \"dev\", 24h):\n    export LATCHKEY_TOKEN={t}\n  more tokens: latchkey token --user alice\n"
+        ));
     }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    drop(out);
     app.run_until(shutdown_signal()).await
 }
 

@@ -43,7 +43,10 @@ pub(crate) fn refuse_acl(
 ) -> S3Result<()> {
     let acl = acl.is_some_and(|a| a.as_str() != s3s::dto::ObjectCannedACL::PRIVATE);
     if acl || grants.iter().any(Option::is_some) {
-        return Err(s3_error!(NotImplemented, "This store does not support ACLs."));
+        return Err(s3_error!(
+            NotImplemented,
+            "This store does not support ACLs."
+        ));
     }
     Ok(())
 }

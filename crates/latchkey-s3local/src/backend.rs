@@ -81,7 +81,10 @@ impl Backend {
         if bucket == self.bucket {
             Ok(())
         } else {
-            Err(s3_error!(NoSuchBucket, "The specified bucket does not exist."))
+            Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist."
+            ))
         }
     }
 
@@ -100,7 +103,9 @@ impl Backend {
                 }
                 Ok(meta)
             }
-            Err(CommitError::Precondition) => Err(precondition_error(cond, self.disk.get(&key).is_some())),
+            Err(CommitError::Precondition) => {
+                Err(precondition_error(cond, self.disk.get(&key).is_some()))
+            }
             Err(CommitError::Io(err)) => Err(internal(err)),
         }
     }
@@ -120,7 +125,10 @@ pub(crate) fn precondition_error(cond: &Condition, exists: bool) -> s3s::S3Error
     if matches!(cond, Condition::IfMatch(_)) && !exists {
         s3_error!(NoSuchKey, "The specified key does not exist.")
     } else {
-        s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        )
     }
 }
 
@@ -161,7 +169,10 @@ impl S3 for Backend {
         if req.input.bucket == self.bucket {
             return Err(s3_error!(BucketAlreadyOwnedByYou));
         }
-        Err(s3_error!(NotImplemented, "This store serves exactly one bucket."))
+        Err(s3_error!(
+            NotImplemented,
+            "This store serves exactly one bucket."
+        ))
     }
 
     async fn head_bucket(
@@ -181,8 +192,7 @@ impl S3 for Backend {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         self.check_bucket(&req.input.bucket)?;
         // us-east-1 is reported as an empty constraint, as AWS does.
-        let location_constraint =
-            (self.region != "us-east-1").then(|| self.region.clone().into());
+        let location_constraint = (self.region != "us-east-1").then(|| self.region.clone().into());
         Ok(S3Response::new(GetBucketLocationOutput {
             location_constraint,
         }))
@@ -229,7 +239,10 @@ impl S3 for Backend {
             algorithm: input.checksum_algorithm.clone(),
         };
         let wants_sha256 = claims.sha256.is_some()
-            || input.checksum_algorithm.as_ref().is_some_and(|a| a.as_str() == "SHA256");
+            || input
+                .checksum_algorithm
+                .as_ref()
+                .is_some_and(|a| a.as_str() == "SHA256");
         let got = ingest::receive(&self.disk, input.body, claims, req.trailing_headers).await?;
         let meta = ObjectMeta {
             key: input.key,
@@ -343,7 +356,10 @@ impl S3 for Backend {
             version_id,
         } = &input.copy_source
         else {
-            return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported."));
+            return Err(s3_error!(
+                NotImplemented,
+                "Only bucket/key copy sources are supported."
+            ));
         };
         self.check_bucket(src_bucket)?;
         if version_id.is_some() {
@@ -430,7 +446,9 @@ impl S3 for Backend {
         req: S3Request<s3s::dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<s3s::dto::CreateMultipartUploadOutput>> {
         self.check_bucket(&req.input.bucket)?;
-        crate::multipart::create(self, req.input).await.map(S3Response::new)
+        crate::multipart::create(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn upload_part(
@@ -448,7 +466,9 @@ impl S3 for Backend {
         req: S3Request<s3s::dto::ListPartsInput>,
     ) -> S3Result<S3Response<s3s::dto::ListPartsOutput>> {
         self.check_bucket(&req.input.bucket)?;
-        crate::multipart::list_parts(self, req.input).await.map(S3Response::new)
+        crate::multipart::list_parts(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn complete_multipart_upload(
@@ -456,7 +476,9 @@ impl S3 for Backend {
         req: S3Request<s3s::dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<s3s::dto::CompleteMultipartUploadOutput>> {
         self.check_bucket(&req.input.bucket)?;
-        crate::multipart::complete(self, req.input).await.map(S3Response::new)
+        crate::multipart::complete(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn abort_multipart_upload(
@@ -464,7 +486,9 @@ impl S3 for Backend {
         req: S3Request<s3s::dto::AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<s3s::dto::AbortMultipartUploadOutput>> {
         self.check_bucket(&req.input.bucket)?;
-        crate::multipart::abort(self, req.input).await.map(S3Response::new)
+        crate::multipart::abort(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn list_multipart_uploads(

@@ -370,9 +370,11 @@ fn bucket_created(root: &Path) -> io::Result<OffsetDateTime> {
     }
     let path = root.join("bucket.json");
     let created_ms = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<BucketFile>(&bytes)
-            .map_err(io::Error::other)?
-            .created_ms,
+        Ok(bytes) => {
+            serde_json::from_slice::<BucketFile>(&bytes)
+                .map_err(io::Error::other)?
+                .created_ms
+        }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             let created_ms = now_ms();
             let json = serde_json::to_vec(&BucketFile { created_ms }).map_err(io::Error::other)?;
@@ -381,8 +383,10 @@ fn bucket_created(root: &Path) -> io::Result<OffsetDateTime> {
         }
         Err(err) => return Err(err),
     };
-    Ok(OffsetDateTime::from_unix_timestamp_nanos(i128::from(created_ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH))
+    Ok(
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(created_ms) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    )
 }
 
 /// Reads every sidecar, and deletes data files no sidecar names (left by a
@@ -437,4 +441,44 @@ fn read_sidecar(path: &Path, hash: &str, dir: &Path) -> io::Result<ObjectMeta> {
         return Err(io::Error::other("sidecar names a missing data file"));
     }
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Condition, ObjectMeta};
+
+    fn meta(etag: &str) -> ObjectMeta {
+        ObjectMeta {
+            key: "k".into(),
+            data: String::new(),
+            size: 0,
+            etag: etag.into(),
+            sha256: String::new(),
+            checksums: Default::default(),
+            attrs: Default::default(),
+            last_modified_ms: 0,
+            parts_count: None,
+        }
+    }
+
+    #[test]
+    fn write_conditions() {
+        let m = meta("abc");
+        assert!(Condition::None.check(Some(&m)));
+        assert!(Condition::IfNoneMatchAny.check(None));
+        assert!(!Condition::IfNoneMatchAny.check(Some(&m)));
+        assert!(Condition::IfMatch(Some("abc".into())).check(Some(&m)));
+        assert!(!Condition::IfMatch(Some("abd".into())).check(Some(&m)));
+        assert!(!Condition::IfMatch(None).check(None));
+        assert!(Condition::IfMatch(None).check(Some(&m)));
+    }
+
+    #[test]
+    fn key_hash_is_a_fixed_width_file_name() {
+        for key in ["../x", "a/b", "🐈", &"k".repeat(1024)] {
+            let h = super::key_hash(key);
+            assert_eq!(h.len(), 64);
+            assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
 }

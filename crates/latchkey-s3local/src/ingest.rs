@@ -62,7 +62,10 @@ impl Received {
 /// Logs `err` and returns an S3 `InternalError` that reveals nothing about it.
 pub(crate) fn internal(err: impl std::fmt::Display) -> S3Error {
     tracing::error!(%err, "local store internal error");
-    s3_error!(InternalError, "We encountered an internal error. Please try again.")
+    s3_error!(
+        InternalError,
+        "We encountered an internal error. Please try again."
+    )
 }
 
 /// Maps an error from the request body stream. They all come from the client
@@ -112,7 +115,10 @@ pub(crate) async fn receive(
     if let Some(md5) = &claims.content_md5
         && B64.decode(md5).map_or(true, |d| d.len() != 16)
     {
-        return Err(s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."));
+        return Err(s3_error!(
+            InvalidDigest,
+            "The Content-MD5 you specified is not valid."
+        ));
     }
     if claims.content_length.is_some_and(|n| n < 0) {
         return Err(s3_error!(InvalidArgument, "negative Content-Length"));
@@ -144,7 +150,12 @@ pub(crate) async fn receive(
     drop(file);
 
     if let Some(headers) = trailers.and_then(|t| t.take()) {
-        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         claims.sha256 = claims.sha256.or_else(|| get("x-amz-checksum-sha256"));
         claims.crc32 = claims.crc32.or_else(|| get("x-amz-checksum-crc32"));
         claims.crc32c = claims.crc32c.or_else(|| get("x-amz-checksum-crc32c"));
@@ -174,12 +185,18 @@ fn verify(mut r: Received, claims: &Claims, extra: ChecksumHasher) -> S3Result<R
     if let Some(claimed) = &claims.content_md5
         && *claimed != B64.encode(r.md5)
     {
-        return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
     }
     if let Some(claimed) = &claims.sha256
         && *claimed != B64.encode(r.sha256)
     {
-        return Err(s3_error!(BadDigest, "The x-amz-checksum-sha256 you specified did not match what we received."));
+        return Err(s3_error!(
+            BadDigest,
+            "The x-amz-checksum-sha256 you specified did not match what we received."
+        ));
     }
     let computed = extra.finalize();
     for (name, claimed, got) in [

@@ -10,9 +10,10 @@
 //! - `disk`: key → file layout, atomic commits, the in-memory index.
 //! - `ingest`: streaming a request body to a temp file while hashing and
 //!   verifying it.
-//! - `backend`: the `s3s::S3` implementation (object and bucket operations).
+//! - `backend`: the `s3s::S3` implementation (object and bucket operations);
+//!   `backend::read` serves GET/HEAD.
 //! - `list`: `ListObjectsV2` / `ListObjects` paging over the index.
-//! - `multipart`: multipart uploads.
+//! - `multipart`: multipart uploads; `multipart::listing` lists parts/uploads.
 //! - `access`: what every request must satisfy before an operation runs.
 //! - `server`: the hyper accept loop and the CORS layer around the service.
 

@@ -74,6 +74,11 @@ pub(crate) fn walk(
         truncated: false,
         last: None,
     };
+    if max == 0 {
+        // Nothing fits; reporting truncation without a token would make
+        // clients loop forever.
+        return page;
+    }
     let lower = match resume {
         Some(r) if r.bound() >= prefix => Bound::Excluded(r.bound()),
         _ => Bound::Included(prefix),
@@ -135,7 +140,10 @@ impl Encoder {
         match encoding.map(EncodingType::as_str) {
             None => Ok(Self(false)),
             Some(e) if e == EncodingType::URL => Ok(Self(true)),
-            Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
+            Some(_) => Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request"
+            )),
         }
     }
 
@@ -162,7 +170,9 @@ fn object(meta: &ObjectMeta, enc: &Encoder, with_owner: bool) -> Object {
         e_tag: Some(ETag::Strong(meta.etag.clone())),
         last_modified: Some(Timestamp::from(meta.last_modified())),
         size: i64::try_from(meta.size).ok(),
-        storage_class: Some(ObjectStorageClass::from(ObjectStorageClass::STANDARD.to_owned())),
+        storage_class: Some(ObjectStorageClass::from(
+            ObjectStorageClass::STANDARD.to_owned(),
+        )),
         owner: with_owner.then(owner),
         ..Default::default()
     }
@@ -187,13 +197,20 @@ pub(crate) fn list_objects_v2(
     let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
     let resume = match &input.continuation_token {
         Some(token) => Some(Resume::decode(token).ok_or_else(|| {
-            s3_error!(InvalidArgument, "The continuation token provided is incorrect")
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
         })?),
         None => input.start_after.clone().map(Resume::AfterKey),
     };
     let page = walk(backend, &prefix, delimiter.as_deref(), resume.as_ref(), max);
     let with_owner = input.fetch_owner.unwrap_or(false);
-    let contents: Vec<Object> = page.objects.iter().map(|m| object(m, &enc, with_owner)).collect();
+    let contents: Vec<Object> = page
+        .objects
+        .iter()
+        .map(|m| object(m, &enc, with_owner))
+        .collect();
     let common_prefixes = prefixes(&page, &enc);
     Ok(ListObjectsV2Output {
         name: Some(backend.bucket.clone()),
@@ -204,7 +221,10 @@ pub(crate) fn list_objects_v2(
         key_count: i32::try_from(contents.len() + common_prefixes.len()).ok(),
         is_truncated: Some(page.truncated),
         continuation_token: input.continuation_token,
-        next_continuation_token: page.truncated.then(|| page.last.as_ref().map(Resume::encode)).flatten(),
+        next_continuation_token: page
+            .truncated
+            .then(|| page.last.as_ref().map(Resume::encode))
+            .flatten(),
         contents: Some(contents),
         common_prefixes: Some(common_prefixes),
         encoding_type: input.encoding_type,
@@ -222,10 +242,16 @@ pub(crate) fn list_objects_v1(
     let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
     // V1 markers are plain strings; one ending in the delimiter is taken as a
     // common prefix the previous page already reported.
-    let resume = input.marker.clone().filter(|m| !m.is_empty()).map(|m| match &delimiter {
-        Some(d) if m.ends_with(d.as_str()) && m.starts_with(prefix.as_str()) => Resume::AfterPrefix(m),
-        _ => Resume::AfterKey(m),
-    });
+    let resume = input
+        .marker
+        .clone()
+        .filter(|m| !m.is_empty())
+        .map(|m| match &delimiter {
+            Some(d) if m.ends_with(d.as_str()) && m.starts_with(prefix.as_str()) => {
+                Resume::AfterPrefix(m)
+            }
+            _ => Resume::AfterKey(m),
+        });
     let page = walk(backend, &prefix, delimiter.as_deref(), resume.as_ref(), max);
     let contents: Vec<Object> = page.objects.iter().map(|m| object(m, &enc, true)).collect();
     let common_prefixes = prefixes(&page, &enc);
@@ -245,4 +271,22 @@ pub(crate) fn list_objects_v1(
         encoding_type: input.encoding_type,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Resume;
+
+    #[test]
+    fn continuation_tokens_round_trip_any_key() {
+        for r in [
+            Resume::AfterKey("ünï/../x y".into()),
+            Resume::AfterPrefix("a/".into()),
+            Resume::AfterKey(String::new()),
+        ] {
+            assert_eq!(Resume::decode(&r.encode()), Some(r.clone()));
+        }
+        assert_eq!(Resume::decode("not base64!"), None);
+        assert_eq!(Resume::decode("eGFiYw"), None); // "xabc": unknown tag
+    }
 }

@@ -55,7 +55,12 @@ pub(crate) fn check_read_conditions(
     if_unmodified_since: Option<&Timestamp>,
     is_copy: bool,
 ) -> S3Result<()> {
-    let failed = || s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold");
+    let failed = || {
+        s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        )
+    };
     if let Some(cond) = if_match {
         if !etag_matches(cond, meta) {
             return Err(failed());
@@ -70,7 +75,11 @@ pub(crate) fn check_read_conditions(
         None => if_modified_since.is_some_and(|since| !modified_after(meta, since)),
     };
     if not_modified {
-        return Err(if is_copy { failed() } else { s3_error!(NotModified) });
+        return Err(if is_copy {
+            failed()
+        } else {
+            s3_error!(NotModified)
+        });
     }
     Ok(())
 }
@@ -113,7 +122,10 @@ fn lookup(backend: &Backend, key: &str) -> S3Result<Arc<ObjectMeta>> {
 fn refuse_part_number(part_number: Option<i32>) -> S3Result<()> {
     match part_number {
         None => Ok(()),
-        Some(_) => Err(s3_error!(NotImplemented, "partNumber reads are not supported.")),
+        Some(_) => Err(s3_error!(
+            NotImplemented,
+            "partNumber reads are not supported."
+        )),
     }
 }
 
@@ -193,16 +205,21 @@ pub(crate) async fn get_object(
     let len = range.end - range.start;
     let mut file = file;
     if range.start > 0 {
-        file.seek(SeekFrom::Start(range.start)).await.map_err(internal)?;
+        file.seek(SeekFrom::Start(range.start))
+            .await
+            .map_err(internal)?;
     }
     let body = FileBody {
         inner: ReaderStream::with_capacity(file.take(len), READ_CHUNK),
         remaining: usize::try_from(len).map_err(internal)?,
     };
-    let content_range = input
-        .range
-        .is_some()
-        .then(|| format!("bytes {}-{}/{size}", range.start, range.end.saturating_sub(1)));
+    let content_range = input.range.is_some().then(|| {
+        format!(
+            "bytes {}-{}/{size}",
+            range.start,
+            range.end.saturating_sub(1)
+        )
+    });
 
     let c = common(&meta, input.checksum_mode.as_ref(), input.range.is_none());
     let a = &meta.attrs;

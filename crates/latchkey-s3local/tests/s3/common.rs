@@ -22,7 +22,10 @@ impl Recorder {
 
 impl ObjectEvents for Recorder {
     fn object_created(&self, key: &str, size: u64, etag: &str) {
-        self.0.lock().unwrap().push(format!("created {key} {size} {etag}"));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("created {key} {size} {etag}"));
     }
     fn object_removed(&self, key: &str) {
         self.0.lock().unwrap().push(format!("removed {key}"));
@@ -47,7 +50,13 @@ impl TestStore {
     }
 
     pub async fn exists(&self, key: &str) -> bool {
-        self.client.head_object().bucket(BUCKET).key(key).send().await.is_ok()
+        self.client
+            .head_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .is_ok()
     }
 }
 
@@ -74,9 +83,12 @@ pub fn client_for(endpoint: &str) -> Client {
 
 pub async fn serve_at(dir: tempfile::TempDir) -> TestStore {
     let events = Arc::new(Recorder::default());
-    let store = LocalStore::open(config(dir.path()), Some(events.clone() as Arc<dyn ObjectEvents>))
-        .await
-        .expect("open store");
+    let store = LocalStore::open(
+        config(dir.path()),
+        Some(events.clone() as Arc<dyn ObjectEvents>),
+    )
+    .await
+    .expect("open store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = store.serve(listener);
     let client = client_for(&handle.endpoint_url());
@@ -110,8 +122,13 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// HTTP status of a failed SDK call.
-pub fn status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
-    err.raw_response().expect("an HTTP response").status().as_u16()
+pub fn status<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> u16 {
+    err.raw_response()
+        .expect("an HTTP response")
+        .status()
+        .as_u16()
 }
 
 pub fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(err: &E) -> String {

@@ -15,7 +15,10 @@ async fn preflight_and_put_from_another_origin() {
         .request(reqwest::Method::OPTIONS, s.url("web/a.png"))
         .header("origin", "https://app.example")
         .header("access-control-request-method", "PUT")
-        .header("access-control-request-headers", "content-type,x-amz-checksum-sha256")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-amz-checksum-sha256",
+        )
         .send()
         .await
         .unwrap();
@@ -26,8 +29,14 @@ async fn preflight_and_put_from_another_origin() {
     for m in ["GET", "PUT", "POST", "HEAD", "DELETE"] {
         assert!(methods.contains(m), "{methods}");
     }
-    let allowed = h["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
-    assert!(allowed.contains("content-type") && allowed.contains("x-amz-checksum-sha256"), "{allowed}");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("content-type") && allowed.contains("x-amz-checksum-sha256"),
+        "{allowed}"
+    );
     assert!(h.contains_key("access-control-max-age"));
 
     let p = s
@@ -39,7 +48,11 @@ async fn preflight_and_put_from_another_origin() {
         .presigned(PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
         .await
         .unwrap();
-    let mut req = s.http.put(p.uri()).body("png").header("origin", "https://app.example");
+    let mut req = s
+        .http
+        .put(p.uri())
+        .body("png")
+        .header("origin", "https://app.example");
     for (k, v) in p.headers() {
         req = req.header(k, v);
     }
@@ -47,14 +60,23 @@ async fn preflight_and_put_from_another_origin() {
     assert_eq!(resp.status(), 200);
     let h = resp.headers();
     assert_eq!(h["access-control-allow-origin"], "*");
-    let exposed = h["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    let exposed = h["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
     for name in ["etag", "x-amz-checksum-sha256", "x-amz-version-id"] {
         assert!(exposed.contains(name), "{exposed}");
     }
     assert!(h.contains_key("etag"));
 
     // Errors carry the CORS headers too, so the page can read them.
-    let resp = s.http.get(s.url("web/a.png")).header("origin", "https://app.example").send().await.unwrap();
+    let resp = s
+        .http
+        .get(s.url("web/a.png"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
 }

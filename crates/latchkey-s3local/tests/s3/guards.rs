@@ -15,7 +15,14 @@ use crate::common::{AK, BUCKET, SK, code, sha256_b64, sha256_hex, start, status}
 #[tokio::test]
 async fn anonymous_requests_are_refused() {
     let s = start().await;
-    s.client.put_object().bucket(BUCKET).key("k").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    s.client
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
     let get = s.http.get(s.url("k")).send().await.unwrap();
     assert_eq!(get.status(), 403);
     let put = s.http.put(s.url("anon")).body("x").send().await.unwrap();
@@ -188,10 +195,19 @@ fn signed_headers(url: &str, body: &[u8]) -> Vec<(String, String)> {
     let hash = sha256_hex(body);
     let len = body.len().to_string();
     let base = [("content-length", len.as_str())];
-    let signable =
-        SignableRequest::new("PUT", url, base.into_iter(), SignableBody::Precomputed(hash)).unwrap();
+    let signable = SignableRequest::new(
+        "PUT",
+        url,
+        base.into_iter(),
+        SignableBody::Precomputed(hash),
+    )
+    .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut req = http::Request::builder().method("PUT").uri(url).body(()).unwrap();
+    let mut req = http::Request::builder()
+        .method("PUT")
+        .uri(url)
+        .body(())
+        .unwrap();
     instructions.apply_to_request_http1x(&mut req);
     req.headers()
         .iter()

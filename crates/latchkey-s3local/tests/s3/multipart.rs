@@ -42,17 +42,40 @@ async fn multipart_round_trip() {
         etags.push(up.e_tag().unwrap().to_owned());
     }
 
-    let parts = s.client.list_parts().bucket(BUCKET).key(key).upload_id(&id).send().await.unwrap();
-    let listed: Vec<_> = parts.parts().iter().map(|p| (p.part_number().unwrap(), p.size().unwrap())).collect();
+    let parts = s
+        .client
+        .list_parts()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let listed: Vec<_> = parts
+        .parts()
+        .iter()
+        .map(|p| (p.part_number().unwrap(), p.size().unwrap()))
+        .collect();
     assert_eq!(listed, vec![(1, 5 * MIB as i64), (2, 1000)]);
 
-    let uploads = s.client.list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
+    let uploads = s
+        .client
+        .list_multipart_uploads()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(uploads.uploads().len(), 1);
     assert_eq!(uploads.uploads()[0].upload_id(), Some(id.as_str()));
 
     // Wrong ETag and out-of-order lists are refused and leave the upload usable.
     let bad = CompletedMultipartUpload::builder()
-        .parts(CompletedPart::builder().part_number(1).e_tag("\"0000\"").build())
+        .parts(
+            CompletedPart::builder()
+                .part_number(1)
+                .e_tag("\"0000\"")
+                .build(),
+        )
         .build();
     let err = s
         .client
@@ -66,8 +89,18 @@ async fn multipart_round_trip() {
         .unwrap_err();
     assert_eq!(code(&err), "InvalidPart");
     let backwards = CompletedMultipartUpload::builder()
-        .parts(CompletedPart::builder().part_number(2).e_tag(&etags[1]).build())
-        .parts(CompletedPart::builder().part_number(1).e_tag(&etags[0]).build())
+        .parts(
+            CompletedPart::builder()
+                .part_number(2)
+                .e_tag(&etags[1])
+                .build(),
+        )
+        .parts(
+            CompletedPart::builder()
+                .part_number(1)
+                .e_tag(&etags[0])
+                .build(),
+        )
         .build();
     let err = s
         .client
@@ -82,8 +115,18 @@ async fn multipart_round_trip() {
     assert_eq!(code(&err), "InvalidPartOrder");
 
     let done = CompletedMultipartUpload::builder()
-        .parts(CompletedPart::builder().part_number(1).e_tag(&etags[0]).build())
-        .parts(CompletedPart::builder().part_number(2).e_tag(&etags[1]).build())
+        .parts(
+            CompletedPart::builder()
+                .part_number(1)
+                .e_tag(&etags[0])
+                .build(),
+        )
+        .parts(
+            CompletedPart::builder()
+                .part_number(2)
+                .e_tag(&etags[1])
+                .build(),
+        )
         .build();
     s.events.take();
     let completed = s
@@ -101,7 +144,10 @@ async fn multipart_round_trip() {
     let expected = format!("{}-2", md5_hex(&md5s));
     assert_eq!(completed.e_tag(), Some(format!("\"{expected}\"").as_str()));
     let total = part1.len() + part2.len();
-    assert_eq!(s.events.take(), vec![format!("created {key} {total} {expected}")]);
+    assert_eq!(
+        s.events.take(),
+        vec![format!("created {key} {total} {expected}")]
+    );
 
     let mut whole = part1.clone();
     whole.extend(&part2);
@@ -117,12 +163,36 @@ async fn multipart_round_trip() {
     assert_eq!(head.content_length(), Some(total as i64));
     assert_eq!(head.content_type(), Some("video/mp4"));
     assert_eq!(head.checksum_sha256(), Some(sha256_b64(&whole).as_str()));
-    let got = s.client.get_object().bucket(BUCKET).key(key).send().await.unwrap();
-    assert_eq!(md5_hex(&got.body.collect().await.unwrap().into_bytes()), md5_hex(&whole));
+    let got = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        md5_hex(&got.body.collect().await.unwrap().into_bytes()),
+        md5_hex(&whole)
+    );
 
-    let uploads = s.client.list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
+    let uploads = s
+        .client
+        .list_multipart_uploads()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
     assert!(uploads.uploads().is_empty());
-    let err = s.client.list_parts().bucket(BUCKET).key(key).upload_id(&id).send().await.unwrap_err();
+    let err = s
+        .client
+        .list_parts()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&err), 404);
 }
 
@@ -153,7 +223,12 @@ async fn small_parts_and_abort() {
             .send()
             .await
             .unwrap();
-        parts.push(CompletedPart::builder().part_number(n).e_tag(up.e_tag().unwrap()).build());
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(up.e_tag().unwrap())
+                .build(),
+        );
     }
     let err = s
         .client
@@ -161,13 +236,24 @@ async fn small_parts_and_abort() {
         .bucket(BUCKET)
         .key("k")
         .upload_id(&id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
         .send()
         .await
         .unwrap_err();
     assert_eq!(code(&err), "EntityTooSmall");
 
-    s.client.abort_multipart_upload().bucket(BUCKET).key("k").upload_id(&id).send().await.unwrap();
+    s.client
+        .abort_multipart_upload()
+        .bucket(BUCKET)
+        .key("k")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
     let err = s
         .client
         .upload_part()

@@ -36,19 +36,39 @@ async fn put_get_head_delete_round_trip() {
     assert_eq!(head.content_length(), Some(10));
     assert_eq!(head.e_tag(), Some(etag.as_str()));
     assert!(head.last_modified().is_some());
-    assert_eq!(head.metadata().unwrap().get("owner").map(String::as_str), Some("u1"));
+    assert_eq!(
+        head.metadata().unwrap().get("owner").map(String::as_str),
+        Some("u1")
+    );
     assert_eq!(head.checksum_sha256(), Some(sha256_b64(&body).as_str()));
     // The SDK sends a CRC32 by default; it was verified and kept.
     assert_eq!(head.checksum_crc32(), Some(crc32_b64(&body).as_str()));
 
     // Without checksum mode the checksum is not volunteered.
-    let head = s.client.head_object().bucket(BUCKET).key("photos/cat.jpg").send().await.unwrap();
+    let head = s
+        .client
+        .head_object()
+        .bucket(BUCKET)
+        .key("photos/cat.jpg")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.checksum_sha256(), None);
 
-    let got = s.client.get_object().bucket(BUCKET).key("photos/cat.jpg").send().await.unwrap();
+    let got = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("photos/cat.jpg")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("image/jpeg"));
     assert_eq!(got.e_tag(), Some(etag.as_str()));
-    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), body.as_slice());
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        body.as_slice()
+    );
 
     let ranged = s
         .client
@@ -61,18 +81,59 @@ async fn put_get_head_delete_round_trip() {
         .unwrap();
     assert_eq!(ranged.content_range(), Some("bytes 2-5/10"));
     assert_eq!(ranged.content_length(), Some(4));
-    assert_eq!(ranged.body.collect().await.unwrap().into_bytes().as_ref(), b"cdef");
+    assert_eq!(
+        ranged.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"cdef"
+    );
 
-    let suffix = s.client.get_object().bucket(BUCKET).key("photos/cat.jpg").range("bytes=-3").send().await.unwrap();
-    assert_eq!(suffix.body.collect().await.unwrap().into_bytes().as_ref(), b"hij");
+    let suffix = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("photos/cat.jpg")
+        .range("bytes=-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        suffix.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"hij"
+    );
 
-    let bad = s.client.get_object().bucket(BUCKET).key("photos/cat.jpg").range("bytes=50-").send().await.unwrap_err();
+    let bad = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("photos/cat.jpg")
+        .range("bytes=50-")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&bad), 416);
 
-    s.client.delete_object().bucket(BUCKET).key("photos/cat.jpg").send().await.unwrap();
+    s.client
+        .delete_object()
+        .bucket(BUCKET)
+        .key("photos/cat.jpg")
+        .send()
+        .await
+        .unwrap();
     // Deleting again is not an error.
-    s.client.delete_object().bucket(BUCKET).key("photos/cat.jpg").send().await.unwrap();
-    let err = s.client.get_object().bucket(BUCKET).key("photos/cat.jpg").send().await.unwrap_err();
+    s.client
+        .delete_object()
+        .bucket(BUCKET)
+        .key("photos/cat.jpg")
+        .send()
+        .await
+        .unwrap();
+    let err = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("photos/cat.jpg")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&err), 404);
     assert_eq!(code(&err), "NoSuchKey");
 
@@ -89,20 +150,57 @@ async fn put_get_head_delete_round_trip() {
 #[tokio::test]
 async fn conditional_get() {
     let s = start().await;
-    let put = s.client.put_object().bucket(BUCKET).key("k").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let put = s
+        .client
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
     let etag = put.e_tag().unwrap().to_owned();
-    let err = s.client.get_object().bucket(BUCKET).key("k").if_none_match(&etag).send().await.unwrap_err();
+    let err = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("k")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&err), 304);
-    let err = s.client.get_object().bucket(BUCKET).key("k").if_match("\"nope\"").send().await.unwrap_err();
+    let err = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("k")
+        .if_match("\"nope\"")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&err), 412);
-    s.client.get_object().bucket(BUCKET).key("k").if_match(&etag).send().await.unwrap();
+    s.client
+        .get_object()
+        .bucket(BUCKET)
+        .key("k")
+        .if_match(&etag)
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn buckets() {
     let s = start().await;
     s.client.head_bucket().bucket(BUCKET).send().await.unwrap();
-    let err = s.client.head_bucket().bucket("other").send().await.unwrap_err();
+    let err = s
+        .client
+        .head_bucket()
+        .bucket("other")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&err), 404);
     let listed = s.client.list_buckets().send().await.unwrap();
     let names: Vec<_> = listed.buckets().iter().filter_map(|b| b.name()).collect();
@@ -118,7 +216,13 @@ async fn buckets() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), "NoSuchBucket");
-    let err = s.client.list_objects_v2().bucket("other").send().await.unwrap_err();
+    let err = s
+        .client
+        .list_objects_v2()
+        .bucket("other")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), "NoSuchBucket");
 }
 
@@ -126,7 +230,15 @@ async fn buckets() {
 async fn awkward_keys_are_independent_objects() {
     let s = start().await;
     let long = "k".repeat(1024);
-    let keys = ["../x", "a", "a/b", "a/b/../c", "ünï/cødé 🐈.txt", "with space+plus%25", long.as_str()];
+    let keys = [
+        "../x",
+        "a",
+        "a/b",
+        "a/b/../c",
+        "ünï/cødé 🐈.txt",
+        "with space+plus%25",
+        long.as_str(),
+    ];
     for (i, key) in keys.iter().enumerate() {
         s.client
             .put_object()
@@ -138,10 +250,27 @@ async fn awkward_keys_are_independent_objects() {
             .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
     }
     for (i, key) in keys.iter().enumerate() {
-        let got = s.client.get_object().bucket(BUCKET).key(*key).send().await.unwrap();
-        assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), vec![b'0' + i as u8; i + 1], "{key}");
+        let got = s
+            .client
+            .get_object()
+            .bucket(BUCKET)
+            .key(*key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().to_vec(),
+            vec![b'0' + i as u8; i + 1],
+            "{key}"
+        );
     }
-    let listed = s.client.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    let listed = s
+        .client
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
     let mut expected: Vec<&str> = keys.to_vec();
     expected.sort();
     let got: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
@@ -150,7 +279,15 @@ async fn awkward_keys_are_independent_objects() {
     assert!(!s.root().parent().unwrap().join("x").exists());
 
     let too_long = "k".repeat(1025);
-    let err = s.client.put_object().bucket(BUCKET).key(too_long).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let err = s
+        .client
+        .put_object()
+        .bucket(BUCKET)
+        .key(too_long)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&err), 400);
 }
 
@@ -163,7 +300,14 @@ async fn list_pagination_prefix_delimiter() {
     }
     keys.extend(["a/1", "a/2", "b/x/1", "b/y/2", "c", "q/z"].map(String::from));
     for key in &keys {
-        s.client.put_object().bucket(BUCKET).key(key).body(ByteStream::from_static(b"1")).send().await.unwrap();
+        s.client
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from_static(b"1"))
+            .send()
+            .await
+            .unwrap();
     }
 
     let mut seen = Vec::new();
@@ -207,7 +351,11 @@ async fn list_pagination_prefix_delimiter() {
             .send()
             .await
             .unwrap();
-        entries.extend(page.common_prefixes().iter().map(|p| p.prefix().unwrap().to_owned()));
+        entries.extend(
+            page.common_prefixes()
+                .iter()
+                .map(|p| p.prefix().unwrap().to_owned()),
+        );
         entries.extend(page.contents().iter().map(|o| o.key().unwrap().to_owned()));
         token = page.next_continuation_token().map(str::to_owned);
         if page.is_truncated() != Some(true) {
@@ -216,16 +364,43 @@ async fn list_pagination_prefix_delimiter() {
     }
     assert_eq!(entries, vec!["a/", "b/", "c", "p/", "q/"]);
 
-    let nested = s.client.list_objects_v2().bucket(BUCKET).prefix("b/").delimiter("/").send().await.unwrap();
-    let cps: Vec<_> = nested.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let nested = s
+        .client
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix("b/")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    let cps: Vec<_> = nested
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
     assert_eq!(cps, vec!["b/x/", "b/y/"]);
     assert_eq!(nested.key_count(), Some(2));
 
-    let after = s.client.list_objects_v2().bucket(BUCKET).prefix("p/").start_after("p/047").send().await.unwrap();
+    let after = s
+        .client
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix("p/")
+        .start_after("p/047")
+        .send()
+        .await
+        .unwrap();
     let got: Vec<_> = after.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(got, vec!["p/048", "p/049"]);
 
-    let v1 = s.client.list_objects().bucket(BUCKET).prefix("a/").send().await.unwrap();
+    let v1 = s
+        .client
+        .list_objects()
+        .bucket(BUCKET)
+        .prefix("a/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v1.contents().len(), 2);
 }
 
@@ -254,11 +429,27 @@ async fn copy_object_keeps_or_replaces_metadata() {
         .await
         .unwrap();
     let etag = format!("\"{}\"", md5_hex(&body));
-    assert_eq!(copied.copy_object_result().unwrap().e_tag(), Some(etag.as_str()));
-    let head = s.client.head_object().bucket(BUCKET).key("dst").send().await.unwrap();
+    assert_eq!(
+        copied.copy_object_result().unwrap().e_tag(),
+        Some(etag.as_str())
+    );
+    let head = s
+        .client
+        .head_object()
+        .bucket(BUCKET)
+        .key("dst")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_type(), Some("text/plain"));
-    assert_eq!(head.metadata().unwrap().get("m").map(String::as_str), Some("1"));
-    assert_eq!(s.events.take(), vec![format!("created dst 7 {}", md5_hex(&body))]);
+    assert_eq!(
+        head.metadata().unwrap().get("m").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        s.events.take(),
+        vec![format!("created dst 7 {}", md5_hex(&body))]
+    );
 
     s.client
         .copy_object()
@@ -270,14 +461,37 @@ async fn copy_object_keeps_or_replaces_metadata() {
         .send()
         .await
         .unwrap();
-    let head = s.client.head_object().bucket(BUCKET).key("dst2").send().await.unwrap();
+    let head = s
+        .client
+        .head_object()
+        .bucket(BUCKET)
+        .key("dst2")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_type(), Some("application/octet-stream"));
     assert!(head.metadata().is_none_or(|m| m.is_empty()));
 
     // Deleting the source leaves the copies intact (hard links or not).
-    s.client.delete_object().bucket(BUCKET).key("src").send().await.unwrap();
-    let got = s.client.get_object().bucket(BUCKET).key("dst").send().await.unwrap();
-    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), body.as_slice());
+    s.client
+        .delete_object()
+        .bucket(BUCKET)
+        .key("src")
+        .send()
+        .await
+        .unwrap();
+    let got = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("dst")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        body.as_slice()
+    );
 
     let err = s
         .client
@@ -302,7 +516,9 @@ fn crc32_b64(data: &[u8]) -> String {
 #[tokio::test]
 async fn large_streamed_body_with_trailing_checksum() {
     let s = start().await;
-    let body: Vec<u8> = (0..(24 * 1024 * 1024u32)).map(|i| (i % 251) as u8).collect();
+    let body: Vec<u8> = (0..(24 * 1024 * 1024u32))
+        .map(|i| (i % 251) as u8)
+        .collect();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &body).unwrap();
     s.client
@@ -323,7 +539,14 @@ async fn large_streamed_body_with_trailing_checksum() {
         .await
         .unwrap();
     assert_eq!(head.checksum_crc32(), Some(crc32_b64(&body).as_str()));
-    let got = s.client.get_object().bucket(BUCKET).key("big").send().await.unwrap();
+    let got = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("big")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_length(), Some(body.len() as i64));
     let bytes = got.body.collect().await.unwrap().into_bytes();
     assert_eq!(md5_hex(&bytes), md5_hex(&body));
@@ -360,7 +583,12 @@ async fn one_gib_with_flat_memory() {
         .put_object()
         .bucket(BUCKET)
         .key("huge")
-        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(600)).unwrap())
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
+                600,
+            ))
+            .unwrap(),
+        )
         .await
         .unwrap();
     let c = chunk.clone();
@@ -374,9 +602,19 @@ async fn one_gib_with_flat_memory() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["etag"].to_str().unwrap(), format!("\"{expected}\""));
+    assert_eq!(
+        resp.headers()["etag"].to_str().unwrap(),
+        format!("\"{expected}\"")
+    );
 
-    let got = s.client.get_object().bucket(BUCKET).key("huge").send().await.unwrap();
+    let got = s
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("huge")
+        .send()
+        .await
+        .unwrap();
     let mut md5 = md5::Md5::new();
     let mut stream = got.body;
     while let Some(bytes) = stream.next().await {

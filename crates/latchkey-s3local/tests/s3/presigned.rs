@@ -22,7 +22,12 @@ async fn presign_put(s: &TestStore, key: &str, len: i64) -> PresignedRequest {
         .unwrap()
 }
 
-fn request(s: &TestStore, p: &PresignedRequest, body: Vec<u8>, skip: &[&str]) -> reqwest::RequestBuilder {
+fn request(
+    s: &TestStore,
+    p: &PresignedRequest,
+    body: Vec<u8>,
+    skip: &[&str],
+) -> reqwest::RequestBuilder {
     let mut req = s.http.put(p.uri()).body(body);
     for (k, v) in p.headers() {
         if !skip.contains(&k) && k != "host" {
@@ -37,8 +42,18 @@ async fn presigned_put_enforces_signed_type_and_length() {
     let s = start().await;
     let p = presign_put(&s, "grant/a.png", BODY.len() as i64).await;
     assert!(p.uri().contains("X-Amz-SignedHeaders="));
-    let signed = p.uri().split("X-Amz-SignedHeaders=").nth(1).unwrap().split('&').next().unwrap();
-    assert!(signed.contains("content-type") && signed.contains("content-length"), "{signed}");
+    let signed = p
+        .uri()
+        .split("X-Amz-SignedHeaders=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    assert!(
+        signed.contains("content-type") && signed.contains("content-length"),
+        "{signed}"
+    );
 
     // Another content type → 403, nothing stored.
     let resp = request(&s, &p, BODY.to_vec(), &["content-type"])
@@ -52,7 +67,10 @@ async fn presigned_put_enforces_signed_type_and_length() {
     // A longer body (its own, truthful content-length) → 403, nothing stored.
     let mut longer = BODY.to_vec();
     longer.push(b'!');
-    let resp = request(&s, &p, longer, &["content-length"]).send().await.unwrap();
+    let resp = request(&s, &p, longer, &["content-length"])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     assert!(!s.exists("grant/a.png").await);
 
@@ -61,7 +79,14 @@ async fn presigned_put_enforces_signed_type_and_length() {
     assert_eq!(resp.status(), 200);
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(etag, format!("\"{}\"", md5_hex(BODY)));
-    let head = s.client.head_object().bucket(BUCKET).key("grant/a.png").send().await.unwrap();
+    let head = s
+        .client
+        .head_object()
+        .bucket(BUCKET)
+        .key("grant/a.png")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_type(), Some("image/png"));
 
     // Presigned GET works too.
@@ -96,7 +121,9 @@ async fn short_body_under_signed_length_writes_nothing() {
         }
     }
     raw.push_str("\r\n");
-    let mut tcp = tokio::net::TcpStream::connect(s.handle.local_addr).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(s.handle.local_addr)
+        .await
+        .unwrap();
     tcp.write_all(raw.as_bytes()).await.unwrap();
     tcp.write_all(&BODY[..BODY.len() - 5]).await.unwrap();
     tcp.shutdown().await.unwrap();

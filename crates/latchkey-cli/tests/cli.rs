@@ -1,0 +1,134 @@
+//! The README's walkthrough, run as a new user would: the real `latchkey`
+//! binary serving on loopback, then `token`, `upload`, `ls`, `get`, `rm`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata");
+
+/// Kills the server when the test ends, however it ends.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("LATCHKEY_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("latchkey serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep draining stdout for the server's whole life.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("broker:") {
+                let _ = tx.send(rest.trim().to_owned());
+            }
+        }
+    });
+    let url = rx.recv().expect("serve prints the broker URL");
+    Server { child, url }
+}
+
+fn latchkey(data_dir: &Path, server: &Server, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--data-dir").arg(data_dir).env("LATCHKEY_SERVER", &server.url).env_remove("LATCHKEY_CONFIG");
+    match token {
+        Some(t) => cmd.env("LATCHKEY_TOKEN", t),
+        None => cmd.env_remove("LATCHKEY_TOKEN"),
+    };
+    cmd.output().expect("latchkey runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn readme_walkthrough_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve(&data);
+
+    let token = ok(&latchkey(&data, &server, None, &["token", "--user", "alice"])).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    let photo = PathBuf::from(TESTDATA).join("small-gps.jpg");
+    let out = ok(&latchkey(&data, &server, Some(&token), &["upload", "--json", photo.to_str().unwrap()]));
+    let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(row["status"], "committed");
+    assert_eq!(row["filename"], "small-gps.jpg");
+    let id = row["id"].as_str().unwrap().to_owned();
+
+    let listed = ok(&latchkey(&data, &server, Some(&token), &["ls", "--json"]));
+    assert!(listed.contains(&id), "{listed}");
+
+    let dest = dir.path().join("out.jpg");
+    ok(&latchkey(&data, &server, Some(&token), &["get", &id, "-o", dest.to_str().unwrap()]));
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&photo).unwrap());
+
+    let removed = ok(&latchkey(&data, &server, Some(&token), &["rm", "--json", &id]));
+    assert!(removed.contains("\"deleted\""), "{removed}");
+
+    // Failures exit non-zero with the problem's message.
+    let svg = PathBuf::from(TESTDATA).join("script.svg");
+    let out = latchkey(&data, &server, Some(&token), &["upload", svg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("type_not_allowed"), "{out:?}");
+    let out = latchkey(&data, &server, None, &["ls"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"), "{out:?}");
+}
+
+#[test]
+fn tokens_survive_a_restart_and_config_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = {
+        let server = serve(&data);
+        ok(&latchkey(&data, &server, None, &["token", "--user", "alice"])).trim().to_owned()
+    };
+    let server = serve(&data);
+    ok(&latchkey(&data, &server, Some(&token), &["ls"]));
+
+    let secrets = std::fs::read_to_string(data.join("secrets.toml")).unwrap();
+    let config = ok(&latchkey(&data, &server, None, &["config"]));
+    for line in secrets.lines() {
+        let value = line.split('=').nth(1).unwrap().trim().trim_matches('"');
+        assert!(!config.contains(value), "config printed a secret");
+    }
+    assert!(config.contains("[server]"), "{config}");
+
+    let out = Command::new(BIN)
+        .args(["config", "--data-dir"])
+        .arg(&data)
+        .env("LATCHKEY_AUTH__JWT_SECRET", "configured-hs256-secret")
+        .env("LATCHKEY_STORE__BUCKET", "photos")
+        .output()
+        .unwrap();
+    let config = ok(&out);
+    assert!(!config.contains("configured-hs256-secret"), "{config}");
+    assert!(config.contains("jwt_secret = \"[redacted]\""), "{config}");
+    assert!(config.contains("bucket = \"photos\""), "{config}");
+}
