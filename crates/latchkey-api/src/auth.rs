@@ -77,7 +77,11 @@ impl Authenticator {
                 };
                 let key = DecodingKey::from_jwk(jwk)
                     .map_err(|e| AuthSetupError(format!("unusable key in JWKS: {e}")))?;
-                keys.push(VerifyKey { kid: jwk.common.key_id.clone(), alg, key });
+                keys.push(VerifyKey {
+                    kid: jwk.common.key_id.clone(),
+                    alg,
+                    key,
+                });
             }
         }
         if keys.is_empty() {
@@ -85,7 +89,11 @@ impl Authenticator {
                 "no way to verify tokens: set auth.jwt_secret or auth.jwks_file".into(),
             ));
         }
-        Ok(Self { keys, issuer: cfg.issuer.clone(), audience: cfg.audience.clone() })
+        Ok(Self {
+            keys,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+        })
     }
 
     /// Verifies a bearer token and returns its subject.
@@ -94,7 +102,8 @@ impl Authenticator {
         if token.len() > MAX_TOKEN_LEN {
             return Err(unauthorized("token too large"));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
         let candidates = self.keys.iter().filter(|k| {
             k.alg == header.alg && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
         });
@@ -168,7 +177,10 @@ pub struct AuthUser(pub UserId);
 impl FromRequestParts<Arc<AppState>> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
         let value = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -100,7 +100,12 @@ pub struct GrantView {
 
 impl From<Grant> for GrantView {
     fn from(g: Grant) -> Self {
-        Self { method: g.method, url: g.url, headers: g.headers.into_iter().collect(), expires_at: g.expires_at }
+        Self {
+            method: g.method,
+            url: g.url,
+            headers: g.headers.into_iter().collect(),
+            expires_at: g.expires_at,
+        }
     }
 }
 

@@ -68,16 +68,40 @@ impl ApiError {
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
-            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
+            Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+            ),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
-            InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
-            UnknownProfile(_) => (StatusCode::BAD_REQUEST, "unknown_profile", "Unknown profile"),
-            ModeNotAllowed(_) => (StatusCode::BAD_REQUEST, "mode_not_allowed", "Mode not allowed"),
-            TypeNotAllowed(_) => (StatusCode::BAD_REQUEST, "type_not_allowed", "Content type not allowed"),
+            InvalidRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Invalid request",
+            ),
+            UnknownProfile(_) => (
+                StatusCode::BAD_REQUEST,
+                "unknown_profile",
+                "Unknown profile",
+            ),
+            ModeNotAllowed(_) => (
+                StatusCode::BAD_REQUEST,
+                "mode_not_allowed",
+                "Mode not allowed",
+            ),
+            TypeNotAllowed(_) => (
+                StatusCode::BAD_REQUEST,
+                "type_not_allowed",
+                "Content type not allowed",
+            ),
             TooLarge(_) => (StatusCode::BAD_REQUEST, "too_large", "Upload too large"),
             TooSmall(_) => (StatusCode::BAD_REQUEST, "too_small", "Upload too small"),
-            MetadataTooLarge(_) => (StatusCode::BAD_REQUEST, "metadata_too_large", "Metadata too large"),
+            MetadataTooLarge(_) => (
+                StatusCode::BAD_REQUEST,
+                "metadata_too_large",
+                "Metadata too large",
+            ),
             QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded", "Quota exceeded"),
             IdempotencyMismatch => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -86,17 +110,33 @@ impl ApiError {
             ),
             ObjectMissing => (StatusCode::CONFLICT, "object_missing", "Object missing"),
             SizeMismatch(_) => (StatusCode::CONFLICT, "size_mismatch", "Size mismatch"),
-            TypeMismatch(_) => (StatusCode::CONFLICT, "type_mismatch", "Content type mismatch"),
-            ChecksumMismatch(_) => (StatusCode::CONFLICT, "checksum_mismatch", "Checksum mismatch"),
+            TypeMismatch(_) => (
+                StatusCode::CONFLICT,
+                "type_mismatch",
+                "Content type mismatch",
+            ),
+            ChecksumMismatch(_) => (
+                StatusCode::CONFLICT,
+                "checksum_mismatch",
+                "Checksum mismatch",
+            ),
             Expired(_) => (StatusCode::GONE, "expired", "Grant expired"),
             InvalidState(_) => (StatusCode::CONFLICT, "invalid_state", "Invalid state"),
-            VariantNotFound(_) => (StatusCode::NOT_FOUND, "variant_not_found", "No such variant"),
+            VariantNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "variant_not_found",
+                "No such variant",
+            ),
             StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "Store unavailable",
             ),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
         }
     }
 }
@@ -123,7 +163,8 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()

@@ -22,9 +22,9 @@ where
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::InvalidRequest(
                 "expected a JSON body with content-type: application/json".into(),
             )),
-            Err(JsonRejection::BytesRejection(_)) => {
-                Err(ApiError::InvalidRequest("request body too large or unreadable".into()))
-            }
+            Err(JsonRejection::BytesRejection(_)) => Err(ApiError::InvalidRequest(
+                "request body too large or unreadable".into(),
+            )),
             Err(e) => Err(ApiError::InvalidRequest(e.body_text())),
         }
     }

@@ -25,7 +25,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { download_ttl: Duration::from_secs(300), max_page: 100, json_body_bytes: 64 * 1024 }
+        Self {
+            download_ttl: Duration::from_secs(300),
+            max_page: 100,
+            json_body_bytes: 64 * 1024,
+        }
     }
 }
 

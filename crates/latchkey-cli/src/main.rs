@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use latchkey_server::{Application, Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "latchkey", version, about = "Direct-to-S3 uploads that cannot be half-done")]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Direct-to-S3 uploads that cannot be half-done"
+)]
 struct Cli {
     /// Configuration file (TOML). Also LATCHKEY_CONFIG.
     #[arg(long, global = true)]
@@ -76,8 +80,16 @@ enum Command {
     },
 }
 
-fn load_config(cli: &Cli, listen: Option<String>, store_listen: Option<String>) -> anyhow::Result<Config> {
-    let overrides = Overrides { data_dir: cli.data_dir.clone(), listen, store_listen };
+fn load_config(
+    cli: &Cli,
+    listen: Option<String>,
+    store_listen: Option<String>,
+) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        listen,
+        store_listen,
+    };
     Ok(Config::load(cli.config.as_deref(), &overrides)?)
 }
 
@@ -105,7 +117,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let app = Application::build(config).await?;
     let token = match &app.token_secret {
-        Some(secret) => Some(latchkey_api::mint_token(secret, "dev", Duration::from_secs(24 * 3600), None, None)?),
+        Some(secret) => Some(latchkey_api::mint_token(
+            secret,
+            "dev",
+            Duration::from_secs(24 * 3600),
+            None,
+            None,
+        )?),
         None => None,
     };
     // The banner goes to stdout so it can be read even with logs filtered.
@@ -132,7 +150,9 @@ fn token(config: &Config, user: &str, ttl: &str) -> anyhow::Result<()> {
     let secret = match &config.auth.jwt_secret {
         Some(s) => s.clone(),
         None if config.auth.jwks_file.is_some() => {
-            anyhow::bail!("this instance verifies tokens with a JWKS; tokens come from your identity provider")
+            anyhow::bail!(
+                "this instance verifies tokens with a JWKS; tokens come from your identity provider"
+            )
         }
         None => latchkey_server::secrets::load_or_create(&config.data_dir)?.jwt_secret,
     };
@@ -149,14 +169,21 @@ fn token(config: &Config, user: &str, ttl: &str) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Serve { listen, store_listen } => {
+        Command::Serve {
+            listen,
+            store_listen,
+        } => {
             let config = load_config(&cli, listen.clone(), store_listen.clone())?;
             serve(config).await
         }
         Command::Token { user, ttl } => token(&load_config(&cli, None, None)?, user, ttl),
         Command::Config => {
             let config = load_config(&cli, None, None)?;
-            print!("{}", toml::to_string_pretty(&config).context("rendering the configuration")?);
+            let effective = config.effective()?;
+            print!(
+                "{}",
+                toml::to_string_pretty(&effective).context("rendering the configuration")?
+            );
             Ok(())
         }
         Command::Upload { opts, args } => client::upload(opts, args).await,

@@ -23,7 +23,14 @@ impl Drop for Server {
 
 fn serve(data_dir: &Path) -> Server {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env_remove("LATCHKEY_CONFIG")
         .stdout(Stdio::piped())
@@ -46,7 +53,11 @@ fn serve(data_dir: &Path) -> Server {
 
 fn latchkey(data_dir: &Path, server: &Server, token: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).arg("--data-dir").arg(data_dir).env("LATCHKEY_SERVER", &server.url).env_remove("LATCHKEY_CONFIG");
+    cmd.args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("LATCHKEY_SERVER", &server.url)
+        .env_remove("LATCHKEY_CONFIG");
     match token {
         Some(t) => cmd.env("LATCHKEY_TOKEN", t),
         None => cmd.env_remove("LATCHKEY_TOKEN"),
@@ -71,11 +82,23 @@ fn readme_walkthrough_with_the_cli() {
     let data = dir.path().join("data");
     let server = serve(&data);
 
-    let token = ok(&latchkey(&data, &server, None, &["token", "--user", "alice"])).trim().to_owned();
+    let token = ok(&latchkey(
+        &data,
+        &server,
+        None,
+        &["token", "--user", "alice"],
+    ))
+    .trim()
+    .to_owned();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
 
     let photo = PathBuf::from(TESTDATA).join("small-gps.jpg");
-    let out = ok(&latchkey(&data, &server, Some(&token), &["upload", "--json", photo.to_str().unwrap()]));
+    let out = ok(&latchkey(
+        &data,
+        &server,
+        Some(&token),
+        &["upload", "--json", photo.to_str().unwrap()],
+    ));
     let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(row["status"], "committed");
     assert_eq!(row["filename"], "small-gps.jpg");
@@ -85,20 +108,44 @@ fn readme_walkthrough_with_the_cli() {
     assert!(listed.contains(&id), "{listed}");
 
     let dest = dir.path().join("out.jpg");
-    ok(&latchkey(&data, &server, Some(&token), &["get", &id, "-o", dest.to_str().unwrap()]));
-    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&photo).unwrap());
+    ok(&latchkey(
+        &data,
+        &server,
+        Some(&token),
+        &["get", &id, "-o", dest.to_str().unwrap()],
+    ));
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(&photo).unwrap()
+    );
 
-    let removed = ok(&latchkey(&data, &server, Some(&token), &["rm", "--json", &id]));
+    let removed = ok(&latchkey(
+        &data,
+        &server,
+        Some(&token),
+        &["rm", "--json", &id],
+    ));
     assert!(removed.contains("\"deleted\""), "{removed}");
 
     // Failures exit non-zero with the problem's message.
     let svg = PathBuf::from(TESTDATA).join("script.svg");
-    let out = latchkey(&data, &server, Some(&token), &["upload", svg.to_str().unwrap()]);
+    let out = latchkey(
+        &data,
+        &server,
+        Some(&token),
+        &["upload", svg.to_str().unwrap()],
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("type_not_allowed"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("type_not_allowed"),
+        "{out:?}"
+    );
     let out = latchkey(&data, &server, None, &["ls"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unauthorized"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -107,7 +154,14 @@ fn tokens_survive_a_restart_and_config_hides_secrets() {
     let data = dir.path().join("data");
     let token = {
         let server = serve(&data);
-        ok(&latchkey(&data, &server, None, &["token", "--user", "alice"])).trim().to_owned()
+        ok(&latchkey(
+            &data,
+            &server,
+            None,
+            &["token", "--user", "alice"],
+        ))
+        .trim()
+        .to_owned()
     };
     let server = serve(&data);
     ok(&latchkey(&data, &server, Some(&token), &["ls"]));

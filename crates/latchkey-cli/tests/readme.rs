@@ -10,7 +10,9 @@ const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/tes
 
 fn walkthrough() -> String {
     let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
-    let start = readme.find("<!-- walkthrough:start -->").expect("README marks the walkthrough");
+    let start = readme
+        .find("<!-- walkthrough:start -->")
+        .expect("README marks the walkthrough");
     let end = readme.find("<!-- walkthrough:end -->").unwrap();
     let block = &readme[start..end];
     let code_start = block.find("```sh\n").unwrap() + "```sh\n".len();
@@ -23,7 +25,14 @@ fn readme_curl_walkthrough_works_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -56,7 +65,11 @@ fn readme_curl_walkthrough_works_as_written() {
     let _ = server.kill();
     let _ = server.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "walkthrough failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "walkthrough failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(r#""status":"committed""#), "{stdout}");
     assert!(stdout.contains(r#""status":"deleted""#), "{stdout}");
     let original = std::fs::read(format!("{TESTDATA}/small-gps.jpg")).unwrap();

@@ -14,7 +14,8 @@ pub struct ContentType(String);
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
 }
 
 impl ContentType {
@@ -72,13 +73,27 @@ mod tests {
 
     #[test]
     fn canonicalises() {
-        assert_eq!(ContentType::parse("Image/JPEG; q=1").unwrap().as_str(), "image/jpeg");
-        assert_eq!(ContentType::parse(" text/plain ").unwrap().as_str(), "text/plain");
+        assert_eq!(
+            ContentType::parse("Image/JPEG; q=1").unwrap().as_str(),
+            "image/jpeg"
+        );
+        assert_eq!(
+            ContentType::parse(" text/plain ").unwrap().as_str(),
+            "text/plain"
+        );
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "jpeg", "image/", "/jpeg", "image/jp eg", "image/jpeg\r\nx: y", "a/b/c"] {
+        for bad in [
+            "",
+            "jpeg",
+            "image/",
+            "/jpeg",
+            "image/jp eg",
+            "image/jpeg\r\nx: y",
+            "a/b/c",
+        ] {
             assert!(ContentType::parse(bad).is_err(), "{bad:?}");
         }
     }

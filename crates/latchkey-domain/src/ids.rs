@@ -19,10 +19,16 @@ impl UploadId {
     }
 
     pub fn parse(s: &str) -> Result<Self, UploadIdError> {
-        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 32
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(UploadIdError);
         }
-        uuid::Uuid::try_parse(s).map(Self).map_err(|_| UploadIdError)
+        uuid::Uuid::try_parse(s)
+            .map(Self)
+            .map_err(|_| UploadIdError)
     }
 }
 
@@ -167,15 +173,31 @@ mod tests {
 
     #[test]
     fn key_segment_is_safe_and_injective() {
-        let cases = ["alice", "auth0|123", "../x", "é", "a_b", "a_5fb", "a b", "A-1"];
+        let cases = [
+            "alice",
+            "auth0|123",
+            "../x",
+            "é",
+            "a_b",
+            "a_5fb",
+            "a b",
+            "A-1",
+        ];
         let mut seen = std::collections::HashSet::new();
         for c in cases {
             let seg = UserId::parse(c).unwrap().key_segment();
-            assert!(seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{seg}");
+            assert!(
+                seg.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{seg}"
+            );
             assert!(seen.insert(seg), "collision for {c}");
         }
         assert_eq!(UserId::parse("alice").unwrap().key_segment(), "alice");
-        assert_eq!(UserId::parse("auth0|123").unwrap().key_segment(), "auth0_7c123");
+        assert_eq!(
+            UserId::parse("auth0|123").unwrap().key_segment(),
+            "auth0_7c123"
+        );
     }
 
     #[test]

@@ -36,9 +36,13 @@ impl fmt::Debug for ObjectKey {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyTemplateError {
-    #[error("key template must contain {{user}} and {{id}} (every key is unique and inside its user's prefix)")]
+    #[error(
+        "key template must contain {{user}} and {{id}} (every key is unique and inside its user's prefix)"
+    )]
     MissingPlaceholder,
-    #[error("key template has an unknown placeholder {0:?}; use {{user}}, {{profile}}, {{id}}, {{ext}}")]
+    #[error(
+        "key template has an unknown placeholder {0:?}; use {{user}}, {{profile}}, {{id}}, {{ext}}"
+    )]
     UnknownPlaceholder(String),
     #[error("key template must be relative ASCII without '//', '..', or a leading '/'")]
     Shape,
@@ -97,7 +101,8 @@ impl KeyTemplate {
         // Only a prefix ending at a '/' is a safe boundary: `u/al` would also
         // match `u/alice`.
         let head = &head[..head.rfind('/').map_or(0, |i| i + 1)];
-        head.replace("{user}", &user.key_segment()).replace("{profile}", profile)
+        head.replace("{user}", &user.key_segment())
+            .replace("{profile}", profile)
     }
 }
 
@@ -179,7 +184,10 @@ mod tests {
         let user = UserId::parse("auth0|123").unwrap();
         let key = template().render(&user, "photo", &id, ".jpg");
         assert_eq!(key.as_str(), format!("u/auth0_7c123/photo/{id}.jpg"));
-        assert_eq!(template().user_prefix(&user, "photo"), "u/auth0_7c123/photo/");
+        assert_eq!(
+            template().user_prefix(&user, "photo"),
+            "u/auth0_7c123/photo/"
+        );
     }
 
     #[test]
@@ -195,9 +203,18 @@ mod tests {
 
     #[test]
     fn template_validation() {
-        assert_eq!(KeyTemplate::parse("{id}"), Err(KeyTemplateError::MissingPlaceholder));
-        assert_eq!(KeyTemplate::parse("/u/{user}/{id}"), Err(KeyTemplateError::Shape));
-        assert_eq!(KeyTemplate::parse("u/../{user}/{id}"), Err(KeyTemplateError::Shape));
+        assert_eq!(
+            KeyTemplate::parse("{id}"),
+            Err(KeyTemplateError::MissingPlaceholder)
+        );
+        assert_eq!(
+            KeyTemplate::parse("/u/{user}/{id}"),
+            Err(KeyTemplateError::Shape)
+        );
+        assert_eq!(
+            KeyTemplate::parse("u/../{user}/{id}"),
+            Err(KeyTemplateError::Shape)
+        );
         assert!(matches!(
             KeyTemplate::parse("u/{user}/{name}/{id}"),
             Err(KeyTemplateError::UnknownPlaceholder(_))
@@ -219,7 +236,13 @@ mod tests {
 
     #[test]
     fn extension_comes_from_type_not_name() {
-        assert_eq!(extension_for(&ContentType::parse("image/jpeg").unwrap()), ".jpg");
-        assert_eq!(extension_for(&ContentType::parse("application/x-php").unwrap()), "");
+        assert_eq!(
+            extension_for(&ContentType::parse("image/jpeg").unwrap()),
+            ".jpg"
+        );
+        assert_eq!(
+            extension_for(&ContentType::parse("application/x-php").unwrap()),
+            ""
+        );
     }
 }

@@ -49,8 +49,10 @@ impl UploadStatus {
         use UploadStatus::*;
         matches!(
             (self, next),
-            (Pending, Committed | Processing | Rejected | Expired | Aborted)
-                | (Processing, Committed | Rejected)
+            (
+                Pending,
+                Committed | Processing | Rejected | Expired | Aborted
+            ) | (Processing, Committed | Rejected)
                 | (Committed, Deleted)
         )
     }

@@ -73,9 +73,14 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
             })
         }
         StoreKind::S3 => {
-            let endpoint = s.endpoint.clone().context("store.endpoint is required when store.kind = \"s3\"")?;
-            let access_key_id =
-                s.access_key_id.clone().context("store.access_key_id is required when store.kind = \"s3\"")?;
+            let endpoint = s
+                .endpoint
+                .clone()
+                .context("store.endpoint is required when store.kind = \"s3\"")?;
+            let access_key_id = s
+                .access_key_id
+                .clone()
+                .context("store.access_key_id is required when store.kind = \"s3\"")?;
             let secret = s
                 .secret_access_key
                 .clone()
@@ -96,8 +101,12 @@ fn auth_config(config: &Config, dev: &DevSecrets) -> anyhow::Result<(AuthConfig,
     let a = &config.auth;
     let jwks = match &a.jwks_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Some(serde_json::from_str(&text).with_context(|| format!("{} is not a JWKS", path.display()))?)
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a JWKS", path.display()))?,
+            )
         }
         None => None,
     };
@@ -108,7 +117,12 @@ fn auth_config(config: &Config, dev: &DevSecrets) -> anyhow::Result<(AuthConfig,
         (None, None) => Some(dev.jwt_secret.clone()),
         (None, Some(_)) => None,
     };
-    let cfg = AuthConfig { hs256_secret: hs.clone(), jwks, issuer: a.issuer.clone(), audience: a.audience.clone() };
+    let cfg = AuthConfig {
+        hs256_secret: hs.clone(),
+        jwks,
+        issuer: a.issuer.clone(),
+        audience: a.audience.clone(),
+    };
     Ok((cfg, hs))
 }
 
@@ -185,7 +199,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

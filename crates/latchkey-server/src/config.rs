@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use latchkey_domain::{
-    ByteSize, KeyTemplate, Mode, Process, Profile, ProfileName, Secret, default_profiles, parse_duration,
+    ByteSize, KeyTemplate, Mode, Process, Profile, ProfileName, Secret, default_profiles,
+    parse_duration,
 };
 use latchkey_store::Capabilities;
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), public_url: None }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+        }
     }
 }
 
@@ -152,7 +156,11 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { download_ttl: "5m".into(), json_body: ByteSize(64 * 1024), max_page: 100 }
+        Self {
+            download_ttl: "5m".into(),
+            json_body: ByteSize(64 * 1024),
+            max_page: 100,
+        }
     }
 }
 
@@ -174,7 +182,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: "info".into() }
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
     }
 }
 
@@ -221,7 +232,10 @@ impl Config {
         let env_file = std::env::var_os("LATCHKEY_CONFIG").map(PathBuf::from);
         if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
             if !path.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} not found", path.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} not found",
+                    path.display()
+                )));
             }
             fig = fig.merge(Toml::file_exact(path));
         }
@@ -256,10 +270,15 @@ impl Config {
 
     /// The built-in profiles with the file's overrides laid over them.
     pub fn profiles(&self) -> Result<BTreeMap<String, Profile>, ConfigError> {
-        let mut out: BTreeMap<String, Profile> =
-            default_profiles().into_iter().map(|p| (p.name.to_string(), p)).collect();
+        let mut out: BTreeMap<String, Profile> = default_profiles()
+            .into_iter()
+            .map(|p| (p.name.to_string(), p))
+            .collect();
         for (name, raw) in &self.profiles {
-            let base = out.get(name).cloned().unwrap_or_else(|| out["file"].clone());
+            let base = out
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| out["file"].clone());
             let profile = raw.apply(name, base)?;
             out.insert(name.clone(), profile);
         }
@@ -273,17 +292,53 @@ impl Config {
     }
 }
 
+impl Config {
+    /// This configuration with every profile spelled out in full (built-ins
+    /// and overrides merged), as `latchkey config` prints it: the output is
+    /// itself a valid configuration file.
+    pub fn effective(&self) -> Result<Config, ConfigError> {
+        let mut out = self.clone();
+        out.profiles = self
+            .profiles()?
+            .values()
+            .map(|p| (p.name.to_string(), ProfileConfig::from(p)))
+            .collect();
+        out.ledger.url = Some(self.ledger_url());
+        Ok(out)
+    }
+}
+
+impl From<&Profile> for ProfileConfig {
+    fn from(p: &Profile) -> Self {
+        Self {
+            content_types: Some(p.content_types.clone()),
+            min_bytes: Some(p.min_bytes),
+            max_bytes: Some(p.max_bytes),
+            modes: Some(p.modes.clone()),
+            key_template: Some(p.key_template.as_str().to_owned()),
+            grant_ttl: Some(format!("{}s", p.grant_ttl.as_secs())),
+            process: Some(p.process),
+            quota_bytes: p.quota_bytes,
+            quota_count: p.quota_count,
+            require_attach: Some(p.require_attach),
+            unattached_ttl: Some(format!("{}s", p.unattached_ttl.as_secs())),
+        }
+    }
+}
+
 impl LimitsConfig {
     pub fn download_ttl_duration(&self) -> Result<std::time::Duration, ConfigError> {
-        parse_duration(&self.download_ttl).map_err(|e| ConfigError::Invalid(format!("limits.download_ttl: {e}")))
+        parse_duration(&self.download_ttl)
+            .map_err(|e| ConfigError::Invalid(format!("limits.download_ttl: {e}")))
     }
 }
 
 impl ProfileConfig {
     fn apply(&self, name: &str, mut p: Profile) -> Result<Profile, ConfigError> {
         let bad = |m: String| ConfigError::Invalid(format!("profiles.{name}: {m}"));
-        p.name = ProfileName::parse(name)
-            .ok_or_else(|| bad("profile names are 1-32 characters of a-z, 0-9, '_' or '-'".into()))?;
+        p.name = ProfileName::parse(name).ok_or_else(|| {
+            bad("profile names are 1-32 characters of a-z, 0-9, '_' or '-'".into())
+        })?;
         if let Some(v) = &self.content_types {
             if v.is_empty() {
                 return Err(bad("content_types must not be empty".into()));
@@ -329,5 +384,91 @@ impl ProfileConfig {
             p.unattached_ttl = parse_duration(v).map_err(|e| bad(e.to_string()))?;
         }
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("latchkey.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_profiles_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[server]\nlisten = \"127.0.0.1:7000\"\n[profiles.photo]\nmax_bytes = \"2MiB\"\n[profiles.avatar]\ncontent_types = [\"image/png\"]\nquota_count = 3\n",
+        );
+        let c = Config::load(Some(&p), &Overrides::default()).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7000");
+        let profiles = c.profiles().unwrap();
+        assert_eq!(profiles["photo"].max_bytes.0, 2 << 20);
+        assert_eq!(
+            profiles["photo"].content_types.len(),
+            7,
+            "unset fields keep the built-in value"
+        );
+        assert_eq!(profiles["avatar"].quota_count, Some(3));
+        assert_eq!(
+            profiles["avatar"].max_bytes.0,
+            5 << 30,
+            "new profiles start from `file`"
+        );
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "[server]\nlisten = \"127.0.0.1:7000\"\n");
+        let o = Overrides {
+            listen: Some("127.0.0.1:7001".into()),
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&p), &o).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7001");
+        assert_eq!(c.ledger_url(), "sqlite:///tmp/x/ledger.db");
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "[server]\nlisen = \"x\"\n",
+            "[profiles.photo]\nmax_bytes = \"lots\"\n",
+            "[profiles.photo]\nkey_template = \"{id}\"\n",
+            "[profiles.photo]\ngrant_ttl = \"8d\"\n",
+            "[profiles.Photo]\n",
+            "default_profile = \"nope\"\n",
+            "[store]\nkind = \"ftp\"\n",
+        ] {
+            let p = write(dir.path(), bad);
+            assert!(
+                Config::load(Some(&p), &Overrides::default()).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            Config::load(
+                Some(&dir.path().join("missing.toml")),
+                &Overrides::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = Config::default().effective().unwrap();
+        let text = toml::to_string_pretty(&c).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), &text);
+        let back = Config::load(Some(&p), &Overrides::default()).unwrap();
+        assert_eq!(back.profiles().unwrap()["photo"].max_bytes.0, 50 << 20);
     }
 }

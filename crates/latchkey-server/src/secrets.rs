@@ -47,8 +47,8 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<DevSecrets> {
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    let disk: OnDisk =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{} is malformed: {}", path.display(), e.message()))?;
+    let disk: OnDisk = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is malformed: {}", path.display(), e.message()))?;
     Ok(DevSecrets {
         jwt_secret: Secret::new(disk.jwt_secret),
         store_access_key_id: disk.store_access_key_id,
@@ -95,7 +95,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(data.join("secrets.toml")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(data.join("secrets.toml"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -12,13 +12,18 @@ const NEVER_LOG: &str = "s3s::service=info";
 
 /// The filter from `RUST_LOG`, else `level`, with [`NEVER_LOG`] enforced.
 pub fn filter(level: &str) -> EnvFilter {
-    let base = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| level.to_owned());
+    let base = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| level.to_owned());
     EnvFilter::try_new(format!("{base},{NEVER_LOG}"))
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{NEVER_LOG}")))
 }
 
 pub fn init(cfg: &LogConfig) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(&cfg.level)).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(&cfg.level))
+        .with_writer(std::io::stderr);
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = match cfg.format {
         LogFormat::Pretty => builder.try_init(),

@@ -95,14 +95,18 @@ impl ObjectStore for S3Store {
             .await;
         let out = match res {
             Ok(out) => out,
-            Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => return Ok(None),
+            Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => {
+                return Ok(None);
+            }
             Err(e) => return Err(classify(e)),
         };
         Ok(Some(ObjectMeta {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             content_type: out.content_type().map(str::to_owned),
             etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
-            sha256: out.checksum_sha256().and_then(|c| Sha256Digest::parse(c).ok()),
+            sha256: out
+                .checksum_sha256()
+                .and_then(|c| Sha256Digest::parse(c).ok()),
             last_modified: out
                 .last_modified()
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),

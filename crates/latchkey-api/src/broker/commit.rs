@@ -29,7 +29,9 @@ fn verify(upload: &Upload, meta: &ObjectMeta) -> Result<(), ApiError> {
     if let (Some(want), Some(got)) = (upload.sha256, meta.sha256)
         && want != got
     {
-        return Err(ApiError::ChecksumMismatch("the stored bytes have another sha256".into()));
+        return Err(ApiError::ChecksumMismatch(
+            "the stored bytes have another sha256".into(),
+        ));
     }
     Ok(())
 }
@@ -47,11 +49,19 @@ async fn reread(state: &AppState, upload: &Upload) -> Result<Upload, ApiError> {
 fn settled(upload: Upload) -> Result<Upload, ApiError> {
     match upload.status {
         UploadStatus::Committed | UploadStatus::Processing => Ok(upload),
-        UploadStatus::Expired => Err(ApiError::Expired("the grant expired before the object arrived".into())),
+        UploadStatus::Expired => Err(ApiError::Expired(
+            "the grant expired before the object arrived".into(),
+        )),
         UploadStatus::Rejected => Err(match upload.reason.as_deref() {
-            Some("size_mismatch") => ApiError::SizeMismatch("the uploaded object had the wrong size".into()),
-            Some("type_mismatch") => ApiError::TypeMismatch("the uploaded object had the wrong type".into()),
-            Some("checksum_mismatch") => ApiError::ChecksumMismatch("the uploaded bytes had another sha256".into()),
+            Some("size_mismatch") => {
+                ApiError::SizeMismatch("the uploaded object had the wrong size".into())
+            }
+            Some("type_mismatch") => {
+                ApiError::TypeMismatch("the uploaded object had the wrong type".into())
+            }
+            Some("checksum_mismatch") => {
+                ApiError::ChecksumMismatch("the uploaded bytes had another sha256".into())
+            }
             _ => ApiError::InvalidState("the upload was rejected".into()),
         }),
         other => Err(ApiError::InvalidState(format!("the upload is {other}"))),
@@ -70,10 +80,19 @@ pub async fn complete(state: &AppState, user: &UserId, id: &str) -> Result<Uploa
     if let Err(problem) = verify(&upload, &meta) {
         // The bytes break the grant: the row is rejected and the object
         // removed, so nothing half-valid is ever served.
-        let changes = Changes { reason: Some(problem_code(&problem)), ..Changes::default() };
+        let changes = Changes {
+            reason: Some(problem_code(&problem)),
+            ..Changes::default()
+        };
         if state
             .ledger
-            .transition(upload.id, UploadStatus::Pending, UploadStatus::Rejected, &changes, now)
+            .transition(
+                upload.id,
+                UploadStatus::Pending,
+                UploadStatus::Rejected,
+                &changes,
+                now,
+            )
             .await?
             .is_some()
         {
@@ -82,10 +101,20 @@ pub async fn complete(state: &AppState, user: &UserId, id: &str) -> Result<Uploa
         }
         return settled(reread(state, &upload).await?);
     }
-    let changes = Changes { etag: meta.etag.clone(), committed_at: Some(now), ..Changes::default() };
+    let changes = Changes {
+        etag: meta.etag.clone(),
+        committed_at: Some(now),
+        ..Changes::default()
+    };
     match state
         .ledger
-        .transition(upload.id, UploadStatus::Pending, UploadStatus::Committed, &changes, now)
+        .transition(
+            upload.id,
+            UploadStatus::Pending,
+            UploadStatus::Committed,
+            &changes,
+            now,
+        )
         .await?
     {
         Some(row) => Ok(row),
@@ -101,7 +130,9 @@ pub async fn delete(state: &AppState, user: &UserId, id: &str) -> Result<Upload,
         UploadStatus::Pending => UploadStatus::Aborted,
         UploadStatus::Committed => UploadStatus::Deleted,
         UploadStatus::Processing => {
-            return Err(ApiError::InvalidState("the upload is being processed; try again shortly".into()));
+            return Err(ApiError::InvalidState(
+                "the upload is being processed; try again shortly".into(),
+            ));
         }
         _ => return Ok(upload),
     };
@@ -128,7 +159,9 @@ pub async fn download(
 ) -> Result<(String, OffsetDateTime), ApiError> {
     let upload = get_owned(state, user, id).await?;
     if let Some(v) = variant.filter(|v| *v != "original") {
-        return Err(ApiError::VariantNotFound(format!("upload has no variant {v:?}")));
+        return Err(ApiError::VariantNotFound(format!(
+            "upload has no variant {v:?}"
+        )));
     }
     if upload.status != UploadStatus::Committed {
         return Err(ApiError::InvalidState(format!(
@@ -136,7 +169,9 @@ pub async fn download(
             upload.status
         )));
     }
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 is a valid nanosecond");
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond");
     let ttl = state.limits.download_ttl.as_secs().max(1);
     let url = state.endpoint.object_url(upload.key.as_str());
     let url = state

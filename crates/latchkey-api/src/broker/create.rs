@@ -45,21 +45,27 @@ fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), ApiError> {
     for (k, v) in m {
         let key_ok = !k.is_empty()
             && k.len() <= 64
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !key_ok {
             return Err(ApiError::InvalidRequest(format!(
                 "metadata key {k:?} must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'"
             )));
         }
         if v.chars().any(char::is_control) {
-            return Err(ApiError::InvalidRequest(format!("metadata value for {k:?} has control characters")));
+            return Err(ApiError::InvalidRequest(format!(
+                "metadata value for {k:?} has control characters"
+            )));
         }
     }
     Ok(())
 }
 
 fn check_idempotency_key(k: &str) -> Result<(), ApiError> {
-    if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY || !k.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+    if k.is_empty()
+        || k.len() > MAX_IDEMPOTENCY_KEY
+        || !k.bytes().all(|b| (0x21..0x7f).contains(&b))
+    {
         return Err(ApiError::InvalidRequest(
             "Idempotency-Key must be 1-255 visible ASCII characters".into(),
         ));
@@ -90,7 +96,9 @@ pub async fn create_upload(
         .ok_or_else(|| ApiError::UnknownProfile(profile_name.to_owned()))?;
     let mode = match req.mode.as_deref() {
         None => Mode::Put,
-        Some(m) => m.parse::<Mode>().map_err(|e| ApiError::InvalidRequest(e.to_string()))?,
+        Some(m) => m
+            .parse::<Mode>()
+            .map_err(|e| ApiError::InvalidRequest(e.to_string()))?,
     };
     if !profile.allows_mode(mode) {
         return Err(ApiError::ModeNotAllowed(format!(
@@ -131,12 +139,18 @@ pub async fn create_upload(
 
     // Signing time has whole seconds (SigV4 dates do), and the row keeps
     // exactly that so the grant can be re-derived later.
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 is a valid nanosecond");
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond");
     let id = UploadId::new();
-    let profile_name = ProfileName::parse(profile.name.as_str()).expect("profile names are validated");
-    let key = profile
-        .key_template
-        .render(user, profile.name.as_str(), &id, extension_for(&content_type));
+    let profile_name =
+        ProfileName::parse(profile.name.as_str()).expect("profile names are validated");
+    let key = profile.key_template.render(
+        user,
+        profile.name.as_str(),
+        &id,
+        extension_for(&content_type),
+    );
     let upload = Upload {
         id,
         user_id: user.clone(),
@@ -163,7 +177,11 @@ pub async fn create_upload(
         max_count: profile.quota_count,
     };
     let has_quota = quota.max_bytes.is_some() || quota.max_count.is_some();
-    let row = match state.ledger.insert(&upload, has_quota.then_some(&quota)).await? {
+    let row = match state
+        .ledger
+        .insert(&upload, has_quota.then_some(&quota))
+        .await?
+    {
         Inserted::New(row) => row,
         Inserted::Existing(row) => {
             if !same_request(&row, &upload) {
@@ -175,7 +193,10 @@ pub async fn create_upload(
     if row.status != UploadStatus::Pending {
         // A replayed Idempotency-Key for an upload that has moved on: the
         // row is the answer, but there is no live grant to give.
-        return Err(ApiError::InvalidState(format!("upload {} is already {}", row.id, row.status)));
+        return Err(ApiError::InvalidState(format!(
+            "upload {} is already {}",
+            row.id, row.status
+        )));
     }
     let grant = grant_for(state, &row)?;
     Ok((row, grant))

@@ -21,7 +21,9 @@ pub struct Grant {
 pub fn grant_for(state: &AppState, upload: &Upload) -> Result<Grant, ApiError> {
     match upload.mode {
         Mode::Put => put_grant(state, upload),
-        other => Err(ApiError::ModeNotAllowed(format!("mode {other} is not available yet"))),
+        other => Err(ApiError::ModeNotAllowed(format!(
+            "mode {other} is not available yet"
+        ))),
     }
 }
 
@@ -37,12 +39,22 @@ fn put_grant(state: &AppState, upload: &Upload) -> Result<Grant, ApiError> {
     if caps.if_none_match {
         headers.push(("if-none-match".into(), "*".into()));
     }
-    let ttl = (upload.expires_at - upload.created_at).whole_seconds().max(1) as u64;
+    let ttl = (upload.expires_at - upload.created_at)
+        .whole_seconds()
+        .max(1) as u64;
     let url = state.endpoint.object_url(upload.key.as_str());
-    let signed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let signed: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let url = state
         .signer
         .presign("PUT", &url, &signed, &[], ttl, upload.created_at)
         .map_err(|e| ApiError::Internal(format!("presign: {e}")))?;
-    Ok(Grant { method: "PUT", url, headers, expires_at: upload.expires_at })
+    Ok(Grant {
+        method: "PUT",
+        url,
+        headers,
+        expires_at: upload.expires_at,
+    })
 }

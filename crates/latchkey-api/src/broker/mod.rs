@@ -9,7 +9,7 @@ pub use commit::{complete, delete, download};
 pub use create::{NewUpload, create_upload};
 pub use grant::{Grant, grant_for};
 
-use latchkey_domain::{UploadId, UserId, Upload};
+use latchkey_domain::{Upload, UploadId, UserId};
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -15,7 +15,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/time", get(ops::time))
         .route("/v1/uploads", post(uploads::create).get(uploads::list))
-        .route("/v1/uploads/{id}", get(uploads::show).delete(uploads::remove))
+        .route(
+            "/v1/uploads/{id}",
+            get(uploads::show).delete(uploads::remove),
+        )
         .route("/v1/uploads/{id}/complete", post(uploads::complete))
         .route("/v1/uploads/{id}/download", get(uploads::download))
         .route("/healthz", get(ops::healthz))

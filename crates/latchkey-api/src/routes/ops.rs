@@ -13,7 +13,9 @@ use crate::state::AppState;
 
 /// Lets clients with a wrong clock compute their offset.
 pub async fn time() -> Json<TimeView> {
-    Json(TimeView { now: OffsetDateTime::now_utc() })
+    Json(TimeView {
+        now: OffsetDateTime::now_utc(),
+    })
 }
 
 pub async fn healthz() -> Json<Value> {

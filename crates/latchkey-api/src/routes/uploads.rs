@@ -22,7 +22,8 @@ use crate::json::ApiJson;
 use crate::state::AppState;
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(v)| v).map_err(|e| ApiError::InvalidRequest(e.body_text()))
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::InvalidRequest(e.body_text()))
 }
 
 pub async fn create(
@@ -123,11 +124,23 @@ pub async fn list(
     let after = q
         .cursor
         .as_deref()
-        .map(|c| UploadId::parse(c).map_err(|_| ApiError::InvalidRequest("malformed cursor".into())))
+        .map(|c| {
+            UploadId::parse(c).map_err(|_| ApiError::InvalidRequest("malformed cursor".into()))
+        })
         .transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, state.limits.max_page);
-    let filter = ListFilter { status, profile, after, limit };
+    let filter = ListFilter {
+        status,
+        profile,
+        after,
+        limit,
+    };
     let rows = state.ledger.list(&user, &filter).await?;
-    let next_cursor = (rows.len() as u32 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
-    Ok(Json(UploadList { items: rows.iter().map(UploadView::from).collect(), next_cursor }))
+    let next_cursor = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(UploadList {
+        items: rows.iter().map(UploadView::from).collect(),
+        next_cursor,
+    }))
 }

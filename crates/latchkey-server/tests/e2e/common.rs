@@ -26,7 +26,9 @@ pub fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = buf.clone();
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(latchkey_server::telemetry::filter("debug,hyper=info,h2=info"))
+            .with_env_filter(latchkey_server::telemetry::filter(
+                "debug,hyper=info,h2=info",
+            ))
             .with_ansi(false)
             .with_writer(move || LogWriter(writer.clone()))
             .try_init();
@@ -87,7 +89,10 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         base,
         store,
         data_dir,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
         jwt_secret: secrets.jwt_secret.expose().to_owned(),
         store_secret: secrets.store_secret_access_key.expose().to_owned(),
         bodies: Arc::default(),
@@ -121,10 +126,21 @@ impl TestApp {
         let text = res.text().await.unwrap();
         self.bodies.lock().unwrap().push(text.clone());
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Res { status, body, text, headers }
+        Res {
+            status,
+            body,
+            text,
+            headers,
+        }
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Res {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Res {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -136,16 +152,32 @@ impl TestApp {
     }
 
     pub async fn create(&self, token: &str, body: Value) -> Res {
-        self.call(reqwest::Method::POST, "/v1/uploads", Some(token), Some(body)).await
+        self.call(
+            reqwest::Method::POST,
+            "/v1/uploads",
+            Some(token),
+            Some(body),
+        )
+        .await
     }
 
     pub async fn complete(&self, token: &str, id: &str) -> Res {
-        self.call(reqwest::Method::POST, &format!("/v1/uploads/{id}/complete"), Some(token), Some(json!({})))
-            .await
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/uploads/{id}/complete"),
+            Some(token),
+            Some(json!({})),
+        )
+        .await
     }
 
     /// Sends the grant as a client would: every signed header, then the body.
-    pub async fn put_grant(&self, created: &Value, body: Vec<u8>, tweak: impl FnOnce(&mut Vec<(String, String)>)) -> Res {
+    pub async fn put_grant(
+        &self,
+        created: &Value,
+        body: Vec<u8>,
+        tweak: impl FnOnce(&mut Vec<(String, String)>),
+    ) -> Res {
         let grant = &created["grant"];
         let mut headers: Vec<(String, String)> = grant["headers"]
             .as_object()

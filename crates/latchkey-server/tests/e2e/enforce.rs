@@ -9,7 +9,14 @@ async fn assert_still_pending(app: &TestApp, token: &str, id: &str) {
     let done = app.complete(token, id).await;
     assert_eq!(done.status, 409, "{}", done.text);
     assert_eq!(done.body["code"], "object_missing");
-    let row = app.call(reqwest::Method::GET, &format!("/v1/uploads/{id}"), Some(token), None).await;
+    let row = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/uploads/{id}"),
+            Some(token),
+            None,
+        )
+        .await;
     assert_eq!(row.body["status"], "pending");
 }
 
@@ -20,15 +27,26 @@ async fn tampered_puts_are_refused_and_nothing_commits() {
     let bytes = testdata("small-gps.jpg");
 
     // More bytes than declared (content-length is signed).
-    let c = app.create(&token, photo_request("a.jpg", "image/jpeg", &bytes)).await.body;
+    let c = app
+        .create(&token, photo_request("a.jpg", "image/jpeg", &bytes))
+        .await
+        .body;
     let mut longer = bytes.clone();
     longer.push(0);
     let res = app.put_grant(&c, longer, |_| {}).await;
-    assert!(res.status == 403 || res.status == 400, "longer body: {} {}", res.status, res.text);
+    assert!(
+        res.status == 403 || res.status == 400,
+        "longer body: {} {}",
+        res.status,
+        res.text
+    );
     assert_still_pending(&app, &token, c["id"].as_str().unwrap()).await;
 
     // Another content type.
-    let c = app.create(&token, photo_request("a.jpg", "image/jpeg", &bytes)).await.body;
+    let c = app
+        .create(&token, photo_request("a.jpg", "image/jpeg", &bytes))
+        .await
+        .body;
     let res = app
         .put_grant(&c, bytes.clone(), |h| {
             h.retain(|(k, _)| k != "content-type");
@@ -39,7 +57,10 @@ async fn tampered_puts_are_refused_and_nothing_commits() {
     assert_still_pending(&app, &token, c["id"].as_str().unwrap()).await;
 
     // Other bytes of the same length: the signed checksum catches them.
-    let c = app.create(&token, photo_request("a.jpg", "image/jpeg", &bytes)).await.body;
+    let c = app
+        .create(&token, photo_request("a.jpg", "image/jpeg", &bytes))
+        .await
+        .body;
     let mut flipped = bytes.clone();
     flipped[100] ^= 0xff;
     let res = app.put_grant(&c, flipped, |_| {}).await;
@@ -47,11 +68,18 @@ async fn tampered_puts_are_refused_and_nothing_commits() {
     assert_still_pending(&app, &token, c["id"].as_str().unwrap()).await;
 
     // A tampered signature.
-    let mut c = app.create(&token, photo_request("a.jpg", "image/jpeg", &bytes)).await.body;
+    let mut c = app
+        .create(&token, photo_request("a.jpg", "image/jpeg", &bytes))
+        .await
+        .body;
     let url = c["grant"]["url"].as_str().unwrap().to_owned();
     let sig_at = url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
     let mut tampered = url.clone();
-    let flip = if &url[sig_at..sig_at + 1] == "0" { "1" } else { "0" };
+    let flip = if &url[sig_at..sig_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
     tampered.replace_range(sig_at..sig_at + 1, flip);
     c["grant"]["url"] = json!(tampered);
     let res = app.put_grant(&c, bytes.clone(), |_| {}).await;
@@ -59,9 +87,15 @@ async fn tampered_puts_are_refused_and_nothing_commits() {
     assert_still_pending(&app, &token, c["id"].as_str().unwrap()).await;
 
     // Another key with a valid signature for the first.
-    let c = app.create(&token, photo_request("a.jpg", "image/jpeg", &bytes)).await.body;
+    let c = app
+        .create(&token, photo_request("a.jpg", "image/jpeg", &bytes))
+        .await
+        .body;
     let mut moved = c.clone();
-    let url = c["grant"]["url"].as_str().unwrap().replace("/u/alice/", "/u/mallory/");
+    let url = c["grant"]["url"]
+        .as_str()
+        .unwrap()
+        .replace("/u/alice/", "/u/mallory/");
     moved["grant"]["url"] = json!(url);
     let res = app.put_grant(&moved, bytes.clone(), |_| {}).await;
     assert_eq!(res.status, 403, "changed key: {}", res.text);
@@ -91,7 +125,10 @@ async fn replaying_a_grant_after_commit_is_refused() {
     let app = spawn_app().await;
     let token = app.token("alice");
     let bytes = testdata("small-gps.jpg");
-    let c = app.create(&token, photo_request("a.jpg", "image/jpeg", &bytes)).await.body;
+    let c = app
+        .create(&token, photo_request("a.jpg", "image/jpeg", &bytes))
+        .await
+        .body;
     assert_eq!(app.put_grant(&c, bytes.clone(), |_| {}).await.status, 200);
     let id = c["id"].as_str().unwrap();
     assert_eq!(app.complete(&token, id).await.status, 200);
@@ -100,7 +137,19 @@ async fn replaying_a_grant_after_commit_is_refused() {
     // store refuses to overwrite the committed object.
     let replay = app.put_grant(&c, bytes.clone(), |_| {}).await;
     assert_eq!(replay.status, 412, "{}", replay.text);
-    let dl = app.call(reqwest::Method::GET, &format!("/v1/uploads/{id}/download"), Some(&token), None).await;
-    let got = app.http.get(dl.body["url"].as_str().unwrap()).send().await.unwrap();
+    let dl = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/uploads/{id}/download"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let got = app
+        .http
+        .get(dl.body["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), bytes.as_slice());
 }

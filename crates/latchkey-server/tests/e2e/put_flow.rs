@@ -43,22 +43,51 @@ async fn every_real_photo_round_trips_byte_for_byte() {
         assert!(done.body["committed_at"].is_string());
 
         let dl = app
-            .call(reqwest::Method::GET, &format!("/v1/uploads/{id}/download"), Some(&token), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/uploads/{id}/download"),
+                Some(&token),
+                None,
+            )
             .await;
         assert_eq!(dl.status, 200, "{}", dl.text);
-        let got = app.http.get(dl.body["url"].as_str().unwrap()).send().await.unwrap();
+        let got = app
+            .http
+            .get(dl.body["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(got.status(), 200);
-        assert_eq!(got.bytes().await.unwrap().as_ref(), bytes.as_slice(), "{name}");
+        assert_eq!(
+            got.bytes().await.unwrap().as_ref(),
+            bytes.as_slice(),
+            "{name}"
+        );
     }
 
-    let list = app.call(reqwest::Method::GET, "/v1/uploads?limit=3", Some(&token), None).await;
+    let list = app
+        .call(
+            reqwest::Method::GET,
+            "/v1/uploads?limit=3",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(list.status, 200);
     assert_eq!(list.body["items"].as_array().unwrap().len(), 3);
     let cursor = list.body["next_cursor"].as_str().unwrap().to_owned();
     let rest = app
-        .call(reqwest::Method::GET, &format!("/v1/uploads?limit=10&cursor={cursor}"), Some(&token), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/uploads?limit=10&cursor={cursor}"),
+            Some(&token),
+            None,
+        )
         .await;
-    assert_eq!(rest.body["items"].as_array().unwrap().len(), PHOTOS.len() - 3);
+    assert_eq!(
+        rest.body["items"].as_array().unwrap().len(),
+        PHOTOS.len() - 3
+    );
     assert!(rest.body["next_cursor"].is_null());
 }
 
@@ -67,26 +96,53 @@ async fn grant_requests_are_checked_against_the_profile() {
     let app = spawn_app().await;
     let token = app.token("alice");
     let svg = app
-        .create(&token, json!({"filename": "x.svg", "content_type": "image/svg+xml", "size": 95}))
+        .create(
+            &token,
+            json!({"filename": "x.svg", "content_type": "image/svg+xml", "size": 95}),
+        )
         .await;
     assert_eq!(svg.status, 400);
     assert_eq!(svg.body["code"], "type_not_allowed");
     assert_eq!(svg.headers["content-type"], "application/problem+json");
 
     let big = app
-        .create(&token, json!({"filename": "x.jpg", "content_type": "image/jpeg", "size": 52428801u64}))
+        .create(
+            &token,
+            json!({"filename": "x.jpg", "content_type": "image/jpeg", "size": 52428801u64}),
+        )
         .await;
     assert_eq!(big.status, 400);
     assert_eq!(big.body["code"], "too_large");
 
     for (body, code) in [
-        (json!({"filename": "x.jpg", "content_type": "image/jpeg", "size": -1}), "invalid_request"),
-        (json!({"filename": "x.jpg", "content_type": "image/jpeg", "size": 0}), "too_small"),
-        (json!({"profile": "nope", "filename": "x", "content_type": "image/jpeg", "size": 1}), "unknown_profile"),
-        (json!({"filename": "x", "content_type": "image/jpeg", "size": 1, "mode": "ftp"}), "invalid_request"),
-        (json!({"filename": "x", "content_type": "image/jpeg", "size": 1, "evil": true}), "invalid_request"),
-        (json!({"filename": "x", "content_type": "not a type", "size": 1}), "invalid_request"),
-        (json!({"filename": "x", "content_type": "image/jpeg", "size": 1, "sha256": "zz"}), "invalid_request"),
+        (
+            json!({"filename": "x.jpg", "content_type": "image/jpeg", "size": -1}),
+            "invalid_request",
+        ),
+        (
+            json!({"filename": "x.jpg", "content_type": "image/jpeg", "size": 0}),
+            "too_small",
+        ),
+        (
+            json!({"profile": "nope", "filename": "x", "content_type": "image/jpeg", "size": 1}),
+            "unknown_profile",
+        ),
+        (
+            json!({"filename": "x", "content_type": "image/jpeg", "size": 1, "mode": "ftp"}),
+            "invalid_request",
+        ),
+        (
+            json!({"filename": "x", "content_type": "image/jpeg", "size": 1, "evil": true}),
+            "invalid_request",
+        ),
+        (
+            json!({"filename": "x", "content_type": "not a type", "size": 1}),
+            "invalid_request",
+        ),
+        (
+            json!({"filename": "x", "content_type": "image/jpeg", "size": 1, "sha256": "zz"}),
+            "invalid_request",
+        ),
     ] {
         let res = app.create(&token, body.clone()).await;
         assert_eq!(res.status, 400, "{body}: {}", res.text);
@@ -138,8 +194,18 @@ async fn time_and_health_answer() {
     assert_eq!(t.status, 200);
     assert!(t.body["now"].as_str().unwrap().ends_with('Z'));
     assert!(t.headers.contains_key("date"));
-    assert_eq!(app.call(reqwest::Method::GET, "/healthz", None, None).await.status, 200);
-    assert_eq!(app.call(reqwest::Method::GET, "/readyz", None, None).await.status, 200);
+    assert_eq!(
+        app.call(reqwest::Method::GET, "/healthz", None, None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.call(reqwest::Method::GET, "/readyz", None, None)
+            .await
+            .status,
+        200
+    );
     let missing = app.call(reqwest::Method::GET, "/nope", None, None).await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.body["code"], "not_found");
