@@ -20,6 +20,14 @@ impl ObjectKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Where a grant writes when the store cannot refuse overwrites
+    /// (`If-None-Match` ignored, as on Garage): commit promotes the bytes to
+    /// the real key with a server-side copy, so replaying a grant after commit
+    /// only ever touches a key nobody reads.
+    pub fn staging(&self) -> ObjectKey {
+        ObjectKey(format!("{}.upload", self.0))
+    }
 }
 
 impl fmt::Display for ObjectKey {

@@ -44,6 +44,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// `Ok(None)` when the object does not exist.
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError>;
 
+    /// Server-side copy, keeping content type and metadata and recording a
+    /// SHA-256 checksum on the copy. `Ok(false)` when `from` does not exist.
+    async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<bool, StoreError>;
+
     /// Deleting a missing object succeeds, as in S3.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 

@@ -7,7 +7,7 @@ use latchkey_ledger::Changes;
 use latchkey_store::ObjectMeta;
 use time::OffsetDateTime;
 
-use super::get_owned;
+use super::{get_owned, upload_target};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -73,51 +73,50 @@ pub async fn complete(state: &AppState, user: &UserId, id: &str) -> Result<Uploa
     if upload.status != UploadStatus::Pending {
         return settled(upload);
     }
-    let Some(meta) = state.store.head(&upload.key).await? else {
-        return Err(ApiError::ObjectMissing);
+    let target = upload_target(state, &upload);
+    let Some(meta) = state.store.head(&target).await? else {
+        // A concurrent commit may have promoted and removed the staging
+        // object a moment ago: the row then says so.
+        let row = reread(state, &upload).await?;
+        return match row.status {
+            UploadStatus::Pending => Err(ApiError::ObjectMissing),
+            _ => settled(row),
+        };
     };
     let now = OffsetDateTime::now_utc();
     if let Err(problem) = verify(&upload, &meta) {
         // The bytes break the grant: the row is rejected and the object
         // removed, so nothing half-valid is ever served.
-        let changes = Changes {
-            reason: Some(problem_code(&problem)),
-            ..Changes::default()
-        };
+        let changes = Changes { reason: Some(problem_code(&problem)), ..Changes::default() };
         if state
             .ledger
-            .transition(
-                upload.id,
-                UploadStatus::Pending,
-                UploadStatus::Rejected,
-                &changes,
-                now,
-            )
+            .transition(upload.id, UploadStatus::Pending, UploadStatus::Rejected, &changes, now)
             .await?
             .is_some()
         {
-            state.store.delete(&upload.key).await?;
+            state.store.delete(&target).await?;
             return Err(problem);
         }
         return settled(reread(state, &upload).await?);
     }
-    let changes = Changes {
-        etag: meta.etag.clone(),
-        committed_at: Some(now),
-        ..Changes::default()
-    };
-    match state
+    let staged = target != upload.key;
+    if staged && !state.store.copy(&target, &upload.key).await? {
+        return settled(reread(state, &upload).await?);
+    }
+    let changes = Changes { etag: meta.etag.clone(), committed_at: Some(now), ..Changes::default() };
+    let won = state
         .ledger
-        .transition(
-            upload.id,
-            UploadStatus::Pending,
-            UploadStatus::Committed,
-            &changes,
-            now,
-        )
-        .await?
-    {
-        Some(row) => Ok(row),
+        .transition(upload.id, UploadStatus::Pending, UploadStatus::Committed, &changes, now)
+        .await?;
+    match won {
+        Some(row) => {
+            if staged {
+                // After the row says committed, so a racing commit that finds
+                // the staging object gone re-reads a committed row.
+                state.store.delete(&target).await?;
+            }
+            Ok(row)
+        }
         None => settled(reread(state, &upload).await?),
     }
 }
@@ -145,9 +144,12 @@ pub async fn delete(state: &AppState, user: &UserId, id: &str) -> Result<Upload,
         Some(row) => row,
         None => return Box::pin(delete(state, user, id)).await,
     };
-    // The row changes first: if the delete below fails, the reconciler sees
+    // The row changes first: if a delete below fails, the reconciler sees
     // an object whose row is final and removes it.
     state.store.delete(&upload.key).await?;
+    if upload_target(state, &upload) != upload.key {
+        state.store.delete(&upload.key.staging()).await?;
+    }
     Ok(row)
 }
 

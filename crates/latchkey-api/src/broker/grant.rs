@@ -3,7 +3,7 @@
 //! the same row always yields the same grant: that is how a repeated
 //! `Idempotency-Key` returns the same grant without storing signatures.
 
-use latchkey_domain::{Mode, Upload};
+use latchkey_domain::{Mode, ObjectKey, Upload};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
@@ -16,6 +16,16 @@ pub struct Grant {
     /// Headers the client must send exactly as given (they are signed).
     pub headers: Vec<(String, String)>,
     pub expires_at: OffsetDateTime,
+}
+
+/// The key a grant lets the client write: the upload's own key when the
+/// store refuses overwrites, else its staging key (see `ObjectKey::staging`).
+pub fn upload_target(state: &AppState, upload: &Upload) -> ObjectKey {
+    if state.store.capabilities().if_none_match {
+        upload.key.clone()
+    } else {
+        upload.key.staging()
+    }
 }
 
 pub fn grant_for(state: &AppState, upload: &Upload) -> Result<Grant, ApiError> {
@@ -42,7 +52,7 @@ fn put_grant(state: &AppState, upload: &Upload) -> Result<Grant, ApiError> {
     let ttl = (upload.expires_at - upload.created_at)
         .whole_seconds()
         .max(1) as u64;
-    let url = state.endpoint.object_url(upload.key.as_str());
+    let url = state.endpoint.object_url(upload_target(state, upload).as_str());
     let signed: Vec<(&str, &str)> = headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -7,7 +7,7 @@ mod grant;
 
 pub use commit::{complete, delete, download};
 pub use create::{NewUpload, create_upload};
-pub use grant::{Grant, grant_for};
+pub use grant::{Grant, grant_for, upload_target};
 
 use latchkey_domain::{Upload, UploadId, UserId};
 

@@ -52,6 +52,9 @@ pub struct TestApp {
     pub base: String,
     pub store: String,
     pub data_dir: PathBuf,
+    pub ledger_url: String,
+    /// Whether the store refuses overwrites (`If-None-Match: *`).
+    pub if_none_match: bool,
     pub http: reqwest::Client,
     pub jwt_secret: String,
     pub store_secret: String,
@@ -65,14 +68,107 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with("").await
 }
 
+/// Which store and ledger the suite runs against. The default is the
+/// embedded store and SQLite; `scripts/test` runs the same suite again with
+/// `LATCHKEY_TEST_STORE=s3` (Garage, from `LATCHKEY_TEST_S3_*`) and
+/// `LATCHKEY_TEST_LEDGER=postgres` (a fresh database per test on the server
+/// `LATCHKEY_TEST_DATABASE_URL` names).
+pub fn on_s3() -> bool {
+    std::env::var("LATCHKEY_TEST_STORE").as_deref() == Ok("s3")
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set when LATCHKEY_TEST_STORE=s3"))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id() ^ rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    RandomState::new().build_hasher().finish() as u32
+}
+
+/// A bucket of its own on the S3 store, so tests (and later the reconciler
+/// sweeping for orphans) never see each other's objects.
+async fn fresh_bucket() -> String {
+    let bucket = unique("lk-e2e-");
+    let creds = aws_credential_types::Credentials::new(
+        env("LATCHKEY_TEST_S3_ACCESS_KEY"),
+        env("LATCHKEY_TEST_S3_SECRET_KEY"),
+        None,
+        None,
+        "test",
+    );
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(env("LATCHKEY_TEST_S3_REGION")))
+        .endpoint_url(env("LATCHKEY_TEST_S3_ENDPOINT"))
+        .force_path_style(true)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating test bucket {bucket}: {e:?}"));
+    bucket
+}
+
+/// A database of its own on the PostgreSQL server.
+async fn fresh_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let name = unique("lk_e2e_");
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to LATCHKEY_TEST_DATABASE_URL: {e}"));
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL ends in /dbname");
+    format!("{base}/{name}")
+}
+
 /// `extra_toml` is appended to the config file (e.g. custom profiles).
 pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     logs();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let cfg_path = dir.path().join("latchkey.toml");
+    let (store_toml, store_secret, if_none_match) = if on_s3() {
+        let bucket = fresh_bucket().await;
+        let caps = std::env::var("LATCHKEY_TEST_S3_CAPABILITIES").unwrap_or_default();
+        let toml = format!(
+            "[store]\nkind = \"s3\"\nendpoint = {:?}\nregion = {:?}\nbucket = {bucket:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n{}\n",
+            env("LATCHKEY_TEST_S3_ENDPOINT"),
+            env("LATCHKEY_TEST_S3_REGION"),
+            env("LATCHKEY_TEST_S3_ACCESS_KEY"),
+            env("LATCHKEY_TEST_S3_SECRET_KEY"),
+            if caps.is_empty() { String::new() } else { format!("capabilities = {caps}") },
+        );
+        (toml, Some(env("LATCHKEY_TEST_S3_SECRET_KEY")), !caps.contains("if_none_match = false"))
+    } else {
+        ("[store]\nlisten = \"127.0.0.1:0\"\n".to_owned(), None, true)
+    };
+    let ledger_url = if std::env::var("LATCHKEY_TEST_LEDGER").as_deref() == Ok("postgres") {
+        let admin = std::env::var("LATCHKEY_TEST_DATABASE_URL")
+            .expect("LATCHKEY_TEST_DATABASE_URL must be set when LATCHKEY_TEST_LEDGER=postgres");
+        fresh_database(&admin).await
+    } else {
+        format!("sqlite://{}", data_dir.join("ledger.db").display())
+    };
     let toml = format!(
-        "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nlisten = \"127.0.0.1:0\"\n{extra_toml}",
+        "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[ledger]\nurl = {ledger_url:?}\n{store_toml}{extra_toml}",
         data_dir.display().to_string()
     );
     std::fs::write(&cfg_path, toml).unwrap();
@@ -89,12 +185,11 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         base,
         store,
         data_dir,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
+        ledger_url,
+        if_none_match,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         jwt_secret: secrets.jwt_secret.expose().to_owned(),
-        store_secret: secrets.store_secret_access_key.expose().to_owned(),
+        store_secret: store_secret.unwrap_or_else(|| secrets.store_secret_access_key.expose().to_owned()),
         bodies: Arc::default(),
         _dir: dir,
         _stop: tx,

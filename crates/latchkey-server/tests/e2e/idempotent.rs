@@ -40,6 +40,6 @@ async fn concurrent_completes_make_one_transition_and_one_event() {
         .iter()
         .filter(|e| e.upload_id.to_string() == id)
         .collect();
-    assert_eq!(mine.len(), 1, "exactly one committed event: {mine:?}");
+    assert_eq!(mine.len(), 1, "exactly one committed event for {id}: {events:?}");
     assert_eq!(mine[0].event_type, "upload.committed");
 }
