@@ -6,62 +6,97 @@ use std::collections::BTreeMap;
 use latchkey_domain::Upload;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::broker::Grant;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUploadRequest {
+    /// A configured profile; the default profile when absent.
+    #[schema(example = "photo")]
     pub profile: Option<String>,
+    /// The client's name for the file: kept as metadata, never used in the key.
+    #[schema(example = "beach.jpg")]
     pub filename: String,
+    #[schema(example = "image/jpeg")]
     pub content_type: String,
+    /// Exact size in bytes; the grant only accepts this many.
     pub size: u64,
+    /// Hex SHA-256 of the bytes; when given, the store checks it.
     pub sha256: Option<String>,
+    /// `put` (the default) is the only mode available so far.
+    #[schema(example = "put")]
     pub mode: Option<String>,
+    /// Up to 16 entries, 2 KiB in all; keys are `[A-Za-z0-9_-]{1,64}`.
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The optional body of `complete` (multipart parts will go here).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {}
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only uploads in this state (`pending`, `committed`, …).
     pub status: Option<String>,
+    /// Only uploads of this profile.
     pub profile: Option<String>,
+    /// Page size, 1 to the configured maximum; 50 when absent.
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
+    /// `original` (the default) is the only variant so far.
     pub variant: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// An upload as the ledger holds it.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UploadView {
+    /// A UUIDv7: time-ordered, not guessable.
     pub id: String,
+    /// The object's key in the bucket, rendered from the profile's template.
     pub key: String,
     pub profile: String,
     pub mode: String,
+    /// `pending`, `committed`, `processing`, `rejected`, `expired`,
+    /// `aborted` or `deleted`.
+    #[schema(example = "pending")]
     pub status: String,
     pub filename: String,
     pub content_type: String,
     pub size: u64,
+    /// Hex SHA-256 the client declared, if any.
+    #[schema(required = true)]
     pub sha256: Option<String>,
+    /// The store's ETag once committed.
+    #[schema(required = true)]
     pub etag: Option<String>,
+    /// Why a rejected upload was rejected (a problem code).
+    #[schema(required = true)]
     pub reason: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// The app's record this upload was attached to.
+    #[schema(required = true)]
     pub attached_ref: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When a pending upload's grant stops working.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub committed_at: Option<OffsetDateTime>,
 }
 
@@ -89,10 +124,14 @@ impl From<&Upload> for UploadView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The signed request the client sends to the store, exactly as given.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GrantView {
+    #[schema(value_type = String, example = "PUT")]
     pub method: &'static str,
+    /// Presigned URL of the object in the store.
     pub url: String,
+    /// Headers to send unchanged: they are part of the signature.
     pub headers: BTreeMap<String, String>,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
@@ -109,7 +148,9 @@ impl From<Grant> for GrantView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The new (or, for a repeated `Idempotency-Key`, the existing) upload and
+/// its grant.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedUpload {
     #[serde(flatten)]
     pub upload: UploadView,
@@ -118,21 +159,33 @@ pub struct CreatedUpload {
     pub grant: GrantView,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of the caller's uploads, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UploadList {
     pub items: Vec<UploadView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A presigned GET for a committed upload.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DownloadView {
     pub url: String,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
 
-#[derive(Debug, Serialize)]
+/// The broker's clock, for clients whose own clock is off.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TimeView {
     #[serde(with = "time::serde::rfc3339")]
     pub now: OffsetDateTime,
+}
+
+/// `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusView {
+    #[schema(value_type = String, example = "ok")]
+    pub status: &'static str,
 }

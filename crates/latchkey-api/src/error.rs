@@ -48,6 +48,8 @@ pub enum ApiError {
     VariantNotFound(String),
     #[error("the object store is unavailable; try again shortly")]
     StoreUnavailable,
+    #[error("the ledger database is unavailable; try again shortly")]
+    LedgerUnavailable,
     #[error("internal error")]
     Internal(String),
 }
@@ -132,6 +134,11 @@ impl ApiError {
                 "store_unavailable",
                 "Store unavailable",
             ),
+            LedgerUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                "Ledger unavailable",
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -170,12 +177,17 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        res.extensions_mut().insert(ProblemCode(code));
         if let ApiError::Internal(msg) = self {
             res.extensions_mut().insert(InternalDetail(msg));
         }
         res
     }
 }
+
+/// The stable `code` of a problem response, for metrics and logs.
+#[derive(Clone, Copy, Debug)]
+pub struct ProblemCode(pub &'static str);
 
 /// Carries an internal error's cause to the logging middleware.
 #[derive(Clone, Debug)]
@@ -189,6 +201,9 @@ impl From<latchkey_ledger::LedgerError> for ApiError {
             LedgerError::QuotaExceeded { what, limit, used } => ApiError::QuotaExceeded(format!(
                 "{what:?} quota of {limit} would be exceeded ({used} already used or reserved)"
             )),
+            // The database could not be reached or answer: like a store
+            // outage, worth a retry rather than a 500.
+            e if e.is_unavailable() => ApiError::LedgerUnavailable,
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -7,10 +7,13 @@ pub mod broker;
 pub mod dto;
 pub mod error;
 mod json;
+pub mod metrics;
+pub mod openapi;
 mod routes;
 pub mod state;
 
 pub use auth::{AuthConfig, Authenticator, mint_token};
-pub use error::{ApiError, InternalDetail};
+pub use error::{ApiError, InternalDetail, ProblemCode};
+pub use metrics::Metrics;
 pub use routes::router;
 pub use state::{AppState, Limits};

@@ -11,6 +11,7 @@ use latchkey_sigv4::{Endpoint, Signer};
 use latchkey_store::ObjectStore;
 
 use crate::auth::Authenticator;
+use crate::metrics::Metrics;
 
 /// Limits that shape requests; all from configuration.
 #[derive(Clone, Debug)]
@@ -45,4 +46,6 @@ pub struct AppState {
     pub default_profile: String,
     pub auth: Authenticator,
     pub limits: Limits,
+    /// This broker's own registry, rendered at `/metrics`.
+    pub metrics: Metrics,
 }

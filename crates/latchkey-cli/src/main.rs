@@ -50,6 +50,19 @@ enum Command {
     },
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Operate on the object store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Apply ledger migrations and exit (for deploys that migrate as a step).
+    Migrate,
+    /// Run the reconciler: commit uploads whose object arrived, expire the rest.
+    Reconcile {
+        /// One pass, then exit (the only mode for now; `serve` runs it continuously).
+        #[arg(long)]
+        once: bool,
+    },
     /// Upload files: grant, direct PUT to the store, complete.
     Upload {
         #[command(flatten)]
@@ -77,6 +90,16 @@ enum Command {
         opts: client::ClientOpts,
         #[command(flatten)]
         args: client::RmArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Probe the configured store and print what it enforces.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -183,6 +206,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!(
                 "{}",
                 toml::to_string_pretty(&effective).context("rendering the configuration")?
+            );
+            Ok(())
+        }
+        Command::Store {
+            command: StoreCommand::Check { json },
+        } => {
+            let config = load_config(&cli, None, None)?;
+            let report = latchkey_server::store_check(&config).await?;
+            if *json {
+                println!("{:#}", report.to_json());
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = load_config(&cli, None, None)?;
+            latchkey_server::telemetry::init(&config.log);
+            latchkey_ledger::migrate(&config.ledger_url()).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Reconcile { once } => {
+            if !once {
+                anyhow::bail!("use --once (latchkey serve runs the reconciler continuously)");
+            }
+            let mut config = load_config(&cli, None, None)?;
+            latchkey_server::telemetry::init(&config.log);
+            // A one-off pass needs no listening broker; the embedded store
+            // still has to serve for the broker's own HEAD calls.
+            config.server.listen = "127.0.0.1:0".into();
+            let app = Application::build(config).await?;
+            let r = app.reconcile_once().await?;
+            println!(
+                "{}",
+                serde_json::json!({"ran": r.ran, "committed": r.committed, "expired": r.expired, "deferred": r.deferred})
             );
             Ok(())
         }

@@ -12,6 +12,7 @@ const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/tes
 struct Server {
     child: Child,
     url: String,
+    store: String,
 }
 
 impl Drop for Server {
@@ -42,13 +43,16 @@ fn serve(data_dir: &Path) -> Server {
     // Keep draining stdout for the server's whole life.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("broker:") {
-                let _ = tx.send(rest.trim().to_owned());
+            for label in ["broker:", "S3 store:"] {
+                if let Some(rest) = line.trim().strip_prefix(label) {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
             }
         }
     });
     let url = rx.recv().expect("serve prints the broker URL");
-    Server { child, url }
+    let store = rx.recv().expect("serve prints the store URL");
+    Server { child, url, store }
 }
 
 fn latchkey(data_dir: &Path, server: &Server, token: Option<&str>, args: &[&str]) -> Output {
@@ -185,4 +189,41 @@ fn tokens_survive_a_restart_and_config_hides_secrets() {
     assert!(!config.contains("configured-hs256-secret"), "{config}");
     assert!(config.contains("jwt_secret = \"[redacted]\""), "{config}");
     assert!(config.contains("bucket = \"photos\""), "{config}");
+}
+
+#[test]
+fn store_check_probes_the_running_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve(&data);
+    let listen = server.store.trim_start_matches("http://").to_owned();
+    let out = Command::new(BIN)
+        .args(["store", "check", "--json", "--data-dir"])
+        .arg(&data)
+        .env("LATCHKEY_STORE__LISTEN", &listen)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let caps = &report["capabilities"];
+    for cap in [
+        "if_none_match",
+        "checksum_sha256",
+        "post_object",
+        "multipart",
+    ] {
+        assert_eq!(caps[cap], true, "{cap}: {report:#}");
+    }
+    // With the store stopped the check fails and says what to do.
+    drop(server);
+    let out = Command::new(BIN)
+        .args(["store", "check", "--data-dir"])
+        .arg(&data)
+        .env("LATCHKEY_STORE__LISTEN", &listen)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("latchkey serve"),
+        "{out:?}"
+    );
 }

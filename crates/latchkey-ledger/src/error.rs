@@ -53,10 +53,50 @@ impl From<sqlx::migrate::MigrateError> for LedgerError {
 }
 
 impl LedgerError {
+    /// The database could not be reached or did not answer in time: worth a
+    /// retry (503), unlike a bad query or a constraint (a bug, 500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+
     /// A configuration problem found before any connection was made.
     pub(crate) fn config(msg: impl Into<String>) -> Self {
         LedgerError::Database(sqlx::Error::Configuration(msg.into().into()))
     }
+}
+
+/// An error from parsing a database URL. sqlx quotes the offending value
+/// ("unknown value \"...\" for `ssl_mode`"), and a mistyped URL can put
+/// part of a password there, so every quoted value is blanked; the name of
+/// the bad setting is kept.
+pub(crate) fn url_error(e: sqlx::Error) -> LedgerError {
+    let msg = match &e {
+        sqlx::Error::Configuration(m) => m.to_string(),
+        _ => "cannot parse it".to_owned(),
+    };
+    let mut shown = String::with_capacity(msg.len());
+    let mut quoted = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if !quoted {
+                shown.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            shown.push(c);
+        }
+    }
+    LedgerError::config(format!("invalid database URL: {shown}"))
 }
 
 /// A one-line description of a database error that is safe to log and show.
@@ -64,7 +104,7 @@ impl LedgerError {
 /// not exist") are kept because they are what an operator needs; anything
 /// that could echo connection settings (TLS, protocol, unknown variants) is
 /// reduced to its category.
-fn describe(e: &sqlx::Error) -> String {
+pub(crate) fn describe(e: &sqlx::Error) -> String {
     use sqlx::Error as E;
     match e {
         E::Database(db) => db.message().to_owned(),
@@ -77,8 +117,8 @@ fn describe(e: &sqlx::Error) -> String {
         E::ColumnDecode { index, .. } => format!("cannot decode column {index}"),
         E::Decode(_) => "cannot decode a value".to_owned(),
         E::TypeNotFound { type_name } => format!("type {type_name:?} not found"),
-        // Both the ledger's own (`LedgerError::config`) and sqlx's name the
-        // bad setting, never the URL it came from.
+        // The ledger's own (`LedgerError::config`, `url_error`) name the bad
+        // setting, never the URL or a value from it.
         E::Configuration(msg) => format!("configuration: {msg}"),
         E::Migrate(m) => format!("migration: {m}"),
         E::Tls(_) => "TLS error".to_owned(),
@@ -90,4 +130,19 @@ fn describe(e: &sqlx::Error) -> String {
 /// True for a violated UNIQUE constraint, on any backend.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_errors_blank_quoted_values() {
+        let e = sqlx::Error::Configuration("unknown value \"hunter2\" for `ssl_mode`".into());
+        assert_eq!(
+            url_error(e).to_string(),
+            "database error: configuration: invalid database URL: \
+             unknown value \"…\" for `ssl_mode`"
+        );
+    }
 }

@@ -3,22 +3,28 @@
 //! outbox in the same transaction as the transition they announce.
 //!
 //! Callers see the narrow [`UploadRepo`] trait and nothing of SQL, so the
-//! SQLite implementation here and a PostgreSQL one can stand behind it
-//! interchangeably; [`connect`] picks one from the database URL.
+//! SQLite and PostgreSQL implementations stand behind it interchangeably;
+//! [`connect`] picks one from the database URL. The same conformance suite
+//! (`tests/ledger/`) runs against both.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use latchkey_domain::{ObjectKey, ProfileName, Upload, UploadId, UploadStatus, UserId};
 use time::OffsetDateTime;
 
+mod attach;
 mod error;
+mod open;
 mod outbox;
+mod postgres;
 mod rows;
 mod sqlite;
 
 pub use error::{LedgerError, QuotaKind};
-pub use outbox::{event_payload, event_type_for};
+pub use open::{OpenOptions, connect, connect_with, migrate};
+pub use outbox::{ATTACHED_EVENT, attached_payload, event_payload, event_type_for};
+pub use postgres::PgLedger;
 pub use sqlite::SqliteLedger;
 
 /// The statuses whose rows count against a quota. Pending rows are
@@ -34,6 +40,36 @@ pub const QUOTA_STATUSES: [UploadStatus; 3] = [
 pub struct Quota {
     pub max_bytes: Option<u64>,
     pub max_count: Option<u64>,
+}
+
+impl Quota {
+    pub(crate) fn is_unlimited(&self) -> bool {
+        self.max_bytes.is_none() && self.max_count.is_none()
+    }
+
+    /// Fails with [`LedgerError::QuotaExceeded`] unless one more upload of
+    /// `size` bytes fits on top of `(bytes, count)` already used.
+    pub(crate) fn admit(&self, (bytes, count): (u64, u64), size: u64) -> Result<(), LedgerError> {
+        if let Some(limit) = self.max_count
+            && count.saturating_add(1) > limit
+        {
+            return Err(LedgerError::QuotaExceeded {
+                what: QuotaKind::Count,
+                limit,
+                used: count,
+            });
+        }
+        if let Some(limit) = self.max_bytes
+            && bytes.saturating_add(size) > limit
+        {
+            return Err(LedgerError::QuotaExceeded {
+                what: QuotaKind::Bytes,
+                limit,
+                used: bytes,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Which of a user's uploads to list. Results are newest first.
@@ -92,11 +128,21 @@ pub struct OutboxEvent {
     pub id: i64,
     pub upload_id: UploadId,
     /// `upload.committed`, `upload.rejected`, `upload.expired`,
-    /// `upload.deleted` or `upload.aborted` (see [`event_type_for`]).
+    /// `upload.deleted` or `upload.aborted` (see [`event_type_for`]), or
+    /// [`ATTACHED_EVENT`].
     pub event_type: String,
-    /// The upload as it was right after the transition ([`event_payload`]).
+    /// The upload as it was right after the transition ([`event_payload`],
+    /// [`attached_payload`]).
     pub payload: serde_json::Value,
     pub created_at: OffsetDateTime,
+    /// Failed deliveries so far ([`UploadRepo::outbox_failed`]).
+    pub attempts: u32,
+    /// Not claimed before this time; pushed back by each failure.
+    pub next_attempt_at: OffsetDateTime,
+    /// What the last failed attempt reported, clipped to a kilobyte.
+    pub last_error: Option<String>,
+    /// When delivery was given up, for a dead letter.
+    pub dead_at: Option<OffsetDateTime>,
 }
 
 /// The ledger as the rest of the broker sees it.
@@ -154,25 +200,98 @@ pub trait UploadRepo: Send + Sync + 'static {
     /// `(bytes, count)` of the user's rows in [`QUOTA_STATUSES`] in `profile`.
     async fn usage(&self, user: &UserId, profile: &ProfileName) -> Result<(u64, u64), LedgerError>;
 
-    /// Undelivered outbox events, oldest first.
+    /// Records that the app attached a committed upload to its own record
+    /// `attached_ref` (DESIGN §4), sets `updated_at = now`, and in the same
+    /// transaction appends one [`ATTACHED_EVENT`].
+    ///
+    /// Idempotent: attaching again to the same ref returns the row unchanged
+    /// and writes no second event. Returns `None` when the row does not
+    /// exist or is not `committed` (pending, deleted, ...). A committed row
+    /// already attached to a *different* ref is [`LedgerError::Conflict`].
+    async fn set_attached(
+        &self,
+        id: UploadId,
+        attached_ref: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Upload>, LedgerError>;
+
+    /// Committed, never attached rows of `profile` committed before
+    /// `committed_before`, oldest commit first, at most `limit` — the
+    /// unattached sweep's work list.
+    async fn committed_unattached(
+        &self,
+        profile: &ProfileName,
+        committed_before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Upload>, LedgerError>;
+
+    /// Outbox events waiting for delivery (neither delivered nor dead),
+    /// oldest first, whatever their lease or next attempt time. For
+    /// inspection and tests; workers use [`outbox_claim`](Self::outbox_claim).
     async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxEvent>, LedgerError>;
+
+    /// Claims up to `limit` events for delivery, oldest first: undelivered,
+    /// not dead, due (`next_attempt_at <= now`) and not leased (no lease, or
+    /// one that ended at or before `now`). Each is leased until `now +
+    /// lease`; while the lease runs no other call claims it, so workers on
+    /// several instances never send the same event at the same time. A
+    /// worker that dies simply lets the lease run out and the event is
+    /// claimed again: delivery is at least once.
+    ///
+    /// Report each claimed event with [`outbox_delivered`](Self::outbox_delivered)
+    /// or [`outbox_failed`](Self::outbox_failed) before the lease ends;
+    /// after that another worker may be sending it too.
+    async fn outbox_claim(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, LedgerError>;
+
+    /// Marks an event delivered and frees its lease. Reporting the same
+    /// event twice is harmless (the first time is kept); an unknown id is
+    /// [`LedgerError::NotFound`].
+    async fn outbox_delivered(&self, id: i64, now: OffsetDateTime) -> Result<(), LedgerError>;
+
+    /// Records a failed attempt: counts it, keeps `error` (clipped) as
+    /// `last_error`, frees the lease, and either reschedules the event for
+    /// `next_attempt_at` or, with `None`, gives up on it (a dead letter,
+    /// `dead_at = now`). A delivered event is left alone, so a late failure
+    /// report cannot undo a delivery; an unknown id is
+    /// [`LedgerError::NotFound`].
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        next_attempt_at: Option<OffsetDateTime>,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), LedgerError>;
+
+    /// Dead letters, oldest first.
+    async fn outbox_dead(&self, limit: u32) -> Result<Vec<OutboxEvent>, LedgerError>;
+
+    /// Takes or renews the lease `name` (say `"reconciler"`) for `holder`
+    /// (one broker instance) until `now + ttl`, so that only one instance
+    /// runs a background pass at a time. True when `holder` now holds it:
+    /// the lease was free, had expired (`expires_at <= now`), or was already
+    /// `holder`'s (then it is renewed). False when someone else holds it.
+    /// However many holders race, at most one gets true.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<bool, LedgerError>;
+
+    /// Gives the lease up if `holder` holds it, so another instance need
+    /// not wait for it to expire. True if it was `holder`'s.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, LedgerError>;
 
     /// Succeeds when the database answers a trivial query (for `/readyz`).
     async fn ping(&self) -> Result<(), LedgerError>;
-}
 
-/// Opens the ledger a database URL names: `sqlite://path` or
-/// `sqlite::memory:`. PostgreSQL is planned but not yet implemented.
-pub async fn connect(url: &str) -> Result<Arc<dyn UploadRepo>, LedgerError> {
-    // The URL is never echoed back: it may hold a password.
-    let scheme = url.split_once(':').map_or("", |(s, _)| s);
-    match scheme {
-        "sqlite" => Ok(Arc::new(SqliteLedger::open(url).await?)),
-        "postgres" | "postgresql" => Err(LedgerError::config(
-            "PostgreSQL is not supported yet; use a sqlite:// database URL",
-        )),
-        _ => Err(LedgerError::config(
-            "unsupported database URL; use sqlite://path or sqlite::memory:",
-        )),
-    }
+    /// Closes the connection pool, waiting for connections in use to be
+    /// returned. Later calls fail.
+    async fn close(&self);
 }

@@ -39,6 +39,27 @@ pub fn event_payload(u: &Upload) -> Value {
     })
 }
 
+/// The event [`set_attached`](crate::UploadRepo::set_attached) writes the
+/// first time an upload is attached.
+pub const ATTACHED_EVENT: &str = "upload.attached";
+
+/// The payload of an [`ATTACHED_EVENT`]: the usual one plus the reference
+/// the app attached the upload to, which is the app's own and is what its
+/// webhook handler needs to match the event to its record.
+pub fn attached_payload(u: &Upload) -> Value {
+    let mut payload = event_payload(u);
+    payload["attached_ref"] = json!(u.attached_ref);
+    payload
+}
+
+/// The longest `last_error` the outbox keeps. A failing endpoint may answer
+/// with a whole HTML page; the first kilobyte says what went wrong.
+const MAX_ERROR_CHARS: usize = 1000;
+
+pub(crate) fn clip_error(e: &str) -> String {
+    e.chars().take(MAX_ERROR_CHARS).collect()
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     // RFC 3339 has no negative years; no real upload is that old, and unix
     // seconds beat losing the event.

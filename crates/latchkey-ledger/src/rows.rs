@@ -21,7 +21,8 @@ pub(crate) const UPLOAD_COLUMNS: &str = "id, user_id, profile, mode, key, filena
      attached_ref, created_at, expires_at, updated_at, committed_at";
 
 /// The columns of `outbox` that [`OutboxRow`] reads.
-pub(crate) const OUTBOX_COLUMNS: &str = "id, upload_id, event_type, payload, created_at";
+pub(crate) const OUTBOX_COLUMNS: &str = "id, upload_id, event_type, payload, created_at, \
+     attempts, next_attempt_at, last_error, dead_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct UploadRow {
@@ -53,6 +54,10 @@ pub(crate) struct OutboxRow {
     pub event_type: String,
     pub payload: String,
     pub created_at: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub dead_at: Option<i64>,
 }
 
 /// Unix milliseconds, the ledger's time column format. Sub-millisecond
@@ -66,6 +71,12 @@ pub(crate) fn to_millis(t: OffsetDateTime) -> Result<i64, LedgerError> {
 pub(crate) fn from_millis(ms: i64, column: &str) -> Result<OffsetDateTime, LedgerError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map_err(|_| corrupt(column, &ms.to_string()))
+}
+
+/// `now + d` in unix milliseconds, saturating instead of overflowing: a
+/// lease of a thousand years is a configuration mistake, not a crash.
+pub(crate) fn millis_after(now_ms: i64, d: std::time::Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A u64 for a BIGINT column; sizes beyond i64::MAX cannot be stored.
@@ -154,6 +165,10 @@ impl OutboxRow {
             let shown: String = value.chars().take(80).collect();
             LedgerError::Corrupt(format!("outbox.{column} = {shown:?}"))
         };
+        let time = |column: &str, ms: i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .map_err(|_| bad(column, &ms.to_string()))
+        };
         Ok(OutboxEvent {
             id: self.id,
             upload_id: UploadId::parse(&self.upload_id)
@@ -161,10 +176,12 @@ impl OutboxRow {
             event_type: self.event_type,
             payload: serde_json::from_str(&self.payload)
                 .map_err(|_| bad("payload", &self.payload))?,
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(
-                i128::from(self.created_at) * 1_000_000,
-            )
-            .map_err(|_| bad("created_at", &self.created_at.to_string()))?,
+            created_at: time("created_at", self.created_at)?,
+            attempts: u32::try_from(self.attempts)
+                .map_err(|_| bad("attempts", &self.attempts.to_string()))?,
+            next_attempt_at: time("next_attempt_at", self.next_attempt_at)?,
+            last_error: self.last_error,
+            dead_at: self.dead_at.map(|ms| time("dead_at", ms)).transpose()?,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use latchkey_api::{AppState, AuthConfig, Authenticator, Limits};
@@ -13,19 +14,54 @@ use latchkey_sigv4::{Credentials, Endpoint, Signer};
 use latchkey_store::{Capabilities, S3Store, S3StoreConfig};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, StoreKind, checked_duration};
 use crate::http::layers;
 use crate::secrets::{self, DevSecrets};
+use crate::workers::webhooks::{self, WebhookSender};
+use crate::workers::{instance_id, reconciler};
 
 pub struct Application {
+    state: Arc<AppState>,
+    workers: Workers,
     listener: TcpListener,
     router: axum::Router,
     store: Option<StoreHandle>,
     broker_addr: SocketAddr,
     public_url: String,
     store_public_url: String,
+    grace: Duration,
     /// The HS256 secret `latchkey token` signs with (dev mode or configured).
     pub token_secret: Option<Secret>,
+}
+
+/// Settings of the background workers, resolved from config.
+struct Workers {
+    reconciler: Option<(Duration, Duration)>,
+    webhooks: Option<(WebhookSender, Duration)>,
+}
+
+fn workers(config: &Config) -> anyhow::Result<Workers> {
+    let r = &config.reconciler;
+    let reconciler = r
+        .enabled
+        .then(|| (checked_duration(&r.every), checked_duration(&r.grace)));
+    let w = &config.webhooks;
+    let webhooks = match (&w.url, &w.secret) {
+        (Some(url), Some(secret)) => Some((
+            WebhookSender::new(
+                url.clone(),
+                secret,
+                checked_duration(&w.timeout),
+                checked_duration(&w.retry_base),
+            )?,
+            checked_duration(&w.poll),
+        )),
+        _ => None,
+    };
+    Ok(Workers {
+        reconciler,
+        webhooks,
+    })
 }
 
 /// The store as both the broker and clients reach it.
@@ -131,7 +167,11 @@ impl Application {
         let dev = secrets::load_or_create(&config.data_dir)?;
         let profiles = config.profiles()?;
         let wiring = wire_store(&config, &dev).await?;
-        let ledger = latchkey_ledger::connect(&config.ledger_url())
+        let options = latchkey_ledger::OpenOptions {
+            migrate: config.ledger.migrate,
+            max_connections: config.ledger.max_connections.max(1),
+        };
+        let ledger = latchkey_ledger::connect_with(&config.ledger_url(), options)
             .await
             .context("opening the ledger")?;
         let s = &config.store;
@@ -157,15 +197,18 @@ impl Application {
             max_page: config.limits.max_page.max(1),
             json_body_bytes: config.limits.json_body.0 as usize,
         };
+        // One registry per Application: see latchkey_api::metrics.
+        let metrics = latchkey_api::Metrics::new();
         let state = Arc::new(AppState {
-            ledger,
-            store: Arc::new(store),
+            ledger: metrics.ledger(ledger),
+            store: metrics.store(Arc::new(store)),
             signer,
             endpoint,
             profiles,
             default_profile: config.default_profile.clone(),
             auth,
             limits,
+            metrics,
         });
         let listener = bind(&config.server.listen, "broker").await?;
         let broker_addr = listener.local_addr()?;
@@ -174,8 +217,11 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{broker_addr}"));
-        let router = layers(latchkey_api::router(state));
+        let router = layers(latchkey_api::router(state.clone()));
         Ok(Application {
+            state,
+            workers: workers(&config)?,
+            grace: checked_duration(&config.reconciler.grace),
             listener,
             router,
             store: wiring.handle,
@@ -198,18 +244,34 @@ impl Application {
         &self.store_public_url
     }
 
+    /// One reconciler pass now (`latchkey reconcile --once`), whatever the
+    /// configured schedule.
+    pub async fn reconcile_once(&self) -> anyhow::Result<reconciler::PassReport> {
+        reconciler::pass(&self.state, &instance_id(), self.grace).await
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// The reconciler and the webhook worker run beside it.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
+        let holder = instance_id();
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some((every, grace)) = self.workers.reconciler {
+            tasks.spawn(reconciler::run(self.state.clone(), holder, every, grace));
+        }
+        if let Some((sender, poll)) = self.workers.webhooks {
+            tasks.spawn(webhooks::run(self.state.ledger.clone(), sender, poll));
+        }
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("serving the broker")?;
+            .context("serving the broker");
+        tasks.abort_all();
         if let Some(store) = self.store {
             store.shutdown().await;
         }
-        Ok(())
+        served
     }
 }

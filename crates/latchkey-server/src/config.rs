@@ -27,6 +27,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthSection,
     pub webhooks: WebhookConfig,
+    pub reconciler: ReconcilerConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
     /// Overrides of the built-in `photo` and `file` profiles, and new ones.
@@ -43,6 +44,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             auth: AuthSection::default(),
             webhooks: WebhookConfig::default(),
+            reconciler: ReconcilerConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             profiles: BTreeMap::new(),
@@ -68,11 +70,45 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
     /// `sqlite://…` or `postgres://…`; defaults to `sqlite://{data_dir}/ledger.db`.
     pub url: Option<String>,
+    /// Apply migrations when `serve` starts. Turn off when deploys run
+    /// `latchkey migrate` as a separate step.
+    pub migrate: bool,
+    pub max_connections: u32,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            migrate: true,
+            max_connections: 16,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcilerConfig {
+    pub enabled: bool,
+    /// Time between passes.
+    pub every: String,
+    /// How long past its expiry a pending upload is left alone.
+    pub grace: String,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            every: "30s".into(),
+            grace: "1m".into(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -102,7 +138,13 @@ pub struct StoreConfig {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<Secret>,
     /// What the store enforces; the embedded store enforces everything.
+    /// `latchkey store check` probes a store and prints this table.
     pub capabilities: Option<Capabilities>,
+    /// S3 only: the role STS AssumeRole hands out scoped credentials for
+    /// (AWS, MinIO, Ceph), enabling the `credentials` mode there.
+    pub sts_role_arn: Option<String>,
+    /// S3 only: the STS endpoint, when it is not the S3 endpoint.
+    pub sts_endpoint: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -118,6 +160,8 @@ impl Default for StoreConfig {
             access_key_id: None,
             secret_access_key: None,
             capabilities: None,
+            sts_role_arn: None,
+            sts_endpoint: None,
         }
     }
 }
@@ -136,11 +180,32 @@ pub struct AuthSection {
     pub api_keys: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
+    /// Where events are POSTed; no URL, no deliveries (events stay in the outbox).
     pub url: Option<String>,
+    /// `whsec_<base64>`, as Standard Webhooks receivers expect.
     pub secret: Option<Secret>,
+    /// Per-attempt timeout.
+    pub timeout: String,
+    /// How often an idle worker looks for new events.
+    pub poll: String,
+    /// The wait before the first retry; each later one is four times longer
+    /// (capped at six hours), for up to three days.
+    pub retry_base: String,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            timeout: "10s".into(),
+            poll: "1s".into(),
+            retry_base: "5s".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -258,6 +323,20 @@ impl Config {
         let config: Config = fig.extract().map_err(Box::new)?;
         config.profiles()?;
         config.limits.download_ttl_duration()?;
+        for (name, v) in [
+            ("reconciler.every", &config.reconciler.every),
+            ("reconciler.grace", &config.reconciler.grace),
+            ("webhooks.timeout", &config.webhooks.timeout),
+            ("webhooks.poll", &config.webhooks.poll),
+            ("webhooks.retry_base", &config.webhooks.retry_base),
+        ] {
+            parse_duration(v).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        if config.webhooks.url.is_some() && config.webhooks.secret.is_none() {
+            return Err(ConfigError::Invalid(
+                "webhooks.url is set but webhooks.secret is not".into(),
+            ));
+        }
         Ok(config)
     }
 
@@ -324,6 +403,11 @@ impl From<&Profile> for ProfileConfig {
             unattached_ttl: Some(format!("{}s", p.unattached_ttl.as_secs())),
         }
     }
+}
+
+/// A duration that `Config::load` has already validated.
+pub fn checked_duration(s: &str) -> std::time::Duration {
+    parse_duration(s).unwrap_or(std::time::Duration::from_secs(30))
 }
 
 impl LimitsConfig {

@@ -1,16 +1,25 @@
-//! Middleware around the API: request logging (paths only, never query
-//! strings, which may carry signatures), CORS for browser clients, and the
-//! log line for internal errors.
+//! Middleware around the API: request ids, request logging, CORS for
+//! browser clients, and the log line for internal errors.
+//!
+//! Request logs name the matched route (`/v1/uploads/{id}`) and the path,
+//! never the query string: a presigned URL's query is its signature.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::{MatchedPath, Request as AxumRequest};
 use axum::http::{HeaderName, Method, Request, Response};
-use latchkey_api::InternalDetail;
+use latchkey_api::{InternalDetail, ProblemCode};
 use tower_http::cors::{Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied request id that is kept.
+const MAX_REQUEST_ID: usize = 128;
 
 pub fn layers(router: Router) -> Router {
     let cors = CorsLayer::new()
@@ -28,20 +37,64 @@ pub fn layers(router: Router) -> Router {
             HeaderName::from_static("content-type"),
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-latchkey-user"),
+            X_REQUEST_ID,
         ])
+        .expose_headers([X_REQUEST_ID])
         .max_age(Duration::from_secs(600));
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<Body>| {
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            let request_id = req
+                .headers()
+                .get(X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                route,
+                path = %req.uri().path(),
+                request_id,
+            )
         })
         .on_request(())
         .on_response(|res: &Response<Body>, latency: Duration, _span: &Span| {
+            let status = res.status().as_u16();
+            let latency_ms = latency.as_secs_f64() * 1000.0;
+            let code = res.extensions().get::<ProblemCode>().map(|c| c.0);
             if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
-                tracing::error!(status = res.status().as_u16(), ?latency, %detail, "request failed");
+                tracing::error!(status, latency_ms, code, %detail, "request failed");
             } else {
-                tracing::info!(status = res.status().as_u16(), ?latency, "response");
+                tracing::info!(status, latency_ms, code, "response");
             }
         })
         .on_failure(());
-    router.layer(trace).layer(cors)
+    // `Router::layer` wraps each route, so the matched route is known in
+    // every layer below; the last one added runs first.
+    router
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
+        .layer(cors)
+}
+
+/// A client's `x-request-id` is kept (so a trace can cross services) only
+/// when it is short and plain; anything else is replaced by a fresh UUID,
+/// so clients cannot push arbitrary text into every log line.
+async fn drop_unusable_request_id(mut req: AxumRequest) -> AxumRequest {
+    let usable = req.headers().get(X_REQUEST_ID).is_none_or(|v| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    });
+    if !usable {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
 }

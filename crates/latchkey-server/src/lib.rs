@@ -5,7 +5,10 @@ mod app;
 pub mod config;
 mod http;
 pub mod secrets;
+mod store_check;
+pub use store_check::store_check;
 pub mod telemetry;
+pub mod workers;
 
 pub use app::Application;
 pub use config::{Config, ConfigError, Overrides};

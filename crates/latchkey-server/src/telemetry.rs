@@ -1,6 +1,12 @@
-//! Logging set-up: human-readable by default, JSON lines on request.
+//! Logging set-up: human-readable by default, JSON lines with
+//! `log.format = "json"` (or `LATCHKEY_LOG__FORMAT=json`).
+//!
+//! In JSON each line is one object: the event's fields at the top level
+//! (`message`, and for request logs `status`, `latency_ms`, `code`) and the
+//! request's span under `span` (`method`, `route`, `path`, `request_id`).
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -21,12 +27,29 @@ pub fn filter(level: &str) -> EnvFilter {
 }
 
 pub fn init(cfg: &LogConfig) {
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = try_init_with(cfg, std::io::stderr);
+}
+
+/// Installs the process-wide subscriber writing to `writer`; tests use it
+/// to capture the very lines `latchkey serve` would print.
+pub fn try_init_with<W>(
+    cfg: &LogConfig,
+    writer: W,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(&cfg.level))
-        .with_writer(std::io::stderr);
-    // A second init (tests) is harmless: keep the first subscriber.
-    let _ = match cfg.format {
+        .with_writer(writer);
+    match cfg.format {
         LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    }
 }

@@ -4,7 +4,8 @@
 
 /// Per-store feature flags. The embedded store supports everything; for
 /// other stores the operator states them in config (and `latchkey store
-/// check` probes them).
+/// check` probes them: see [`crate::probe`]). Fields missing from a config
+/// default to `true`, as in [`Capabilities::FULL`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Capabilities {
@@ -17,6 +18,20 @@ pub struct Capabilities {
     pub multipart: bool,
     /// Scoped temporary credentials can be minted.
     pub temporary_credentials: bool,
+    /// The bucket's CORS configuration can be read (and so set) through the
+    /// S3 API. The embedded store answers CORS itself instead.
+    pub cors_config: bool,
+    /// Lifecycle rules (e.g. aborting incomplete multipart uploads) can be
+    /// read through the S3 API.
+    pub lifecycle: bool,
+    /// The store can post bucket event notifications (AWS, MinIO), so commits
+    /// need not wait for the reconciler. Garage cannot.
+    pub event_notifications: bool,
+    /// A header-signed request whose `x-amz-date` is 20 minutes old is
+    /// refused (AWS allows 15 minutes; Garage accepts it). Informational: a
+    /// store that does not enforce it makes replayed `headers` grants live
+    /// longer, which short grant TTLs do not limit.
+    pub clock_skew_enforced: bool,
 }
 
 impl Capabilities {
@@ -26,6 +41,10 @@ impl Capabilities {
         post_object: true,
         multipart: true,
         temporary_credentials: true,
+        cors_config: true,
+        lifecycle: true,
+        event_notifications: true,
+        clock_skew_enforced: true,
     };
 }
 

@@ -2,11 +2,17 @@
 //! DELETE to clean up, and the capability set that says which grant modes the
 //! store can honour. Protocol code above this crate never learns which store
 //! (embedded, Garage, AWS, MinIO…) is behind it.
+//!
+//! [`probe`] is the other direction: it finds out what a store really
+//! enforces (`latchkey store check`) and answers with the same
+//! [`Capabilities`].
 
 mod capabilities;
+pub mod probe;
 mod s3;
 
 pub use capabilities::Capabilities;
+pub use probe::{ProbeReport, ProbeResult, ProbeRow, ProbeTarget, probe};
 pub use s3::{S3Store, S3StoreConfig};
 
 use async_trait::async_trait;

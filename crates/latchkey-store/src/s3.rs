@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::SdkError;
-use aws_sdk_s3::types::ChecksumMode;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use latchkey_domain::{ObjectKey, Secret, Sha256Digest};
 use time::OffsetDateTime;
 
@@ -78,6 +78,20 @@ where
     }
 }
 
+/// `x-amz-copy-source` is a URL path: every byte but unreserved ones and '/'
+/// is percent-encoded.
+fn uri_encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     fn capabilities(&self) -> &Capabilities {
@@ -111,6 +125,24 @@ impl ObjectStore for S3Store {
                 .last_modified()
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
         }))
+    }
+
+    async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<bool, StoreError> {
+        let source = format!("{}/{}", self.bucket, uri_encode_key(from.as_str()));
+        let res = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to.as_str())
+            .copy_source(source)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => Ok(false),
+            Err(e) => Err(classify(e)),
+        }
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {

@@ -70,6 +70,12 @@ fn settled(upload: Upload) -> Result<Upload, ApiError> {
 
 pub async fn complete(state: &AppState, user: &UserId, id: &str) -> Result<Upload, ApiError> {
     let upload = get_owned(state, user, id).await?;
+    commit_upload(state, upload).await
+}
+
+/// Verifies the object behind a pending row and commits it: the one commit
+/// path that the client's `complete`, the reconciler and store events share.
+pub async fn commit_upload(state: &AppState, upload: Upload) -> Result<Upload, ApiError> {
     if upload.status != UploadStatus::Pending {
         return settled(upload);
     }
@@ -87,10 +93,19 @@ pub async fn complete(state: &AppState, user: &UserId, id: &str) -> Result<Uploa
     if let Err(problem) = verify(&upload, &meta) {
         // The bytes break the grant: the row is rejected and the object
         // removed, so nothing half-valid is ever served.
-        let changes = Changes { reason: Some(problem_code(&problem)), ..Changes::default() };
+        let changes = Changes {
+            reason: Some(problem_code(&problem)),
+            ..Changes::default()
+        };
         if state
             .ledger
-            .transition(upload.id, UploadStatus::Pending, UploadStatus::Rejected, &changes, now)
+            .transition(
+                upload.id,
+                UploadStatus::Pending,
+                UploadStatus::Rejected,
+                &changes,
+                now,
+            )
             .await?
             .is_some()
         {
@@ -103,10 +118,20 @@ pub async fn complete(state: &AppState, user: &UserId, id: &str) -> Result<Uploa
     if staged && !state.store.copy(&target, &upload.key).await? {
         return settled(reread(state, &upload).await?);
     }
-    let changes = Changes { etag: meta.etag.clone(), committed_at: Some(now), ..Changes::default() };
+    let changes = Changes {
+        etag: meta.etag.clone(),
+        committed_at: Some(now),
+        ..Changes::default()
+    };
     let won = state
         .ledger
-        .transition(upload.id, UploadStatus::Pending, UploadStatus::Committed, &changes, now)
+        .transition(
+            upload.id,
+            UploadStatus::Pending,
+            UploadStatus::Committed,
+            &changes,
+            now,
+        )
         .await?;
     match won {
         Some(row) => {

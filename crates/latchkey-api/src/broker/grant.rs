@@ -52,7 +52,9 @@ fn put_grant(state: &AppState, upload: &Upload) -> Result<Grant, ApiError> {
     let ttl = (upload.expires_at - upload.created_at)
         .whole_seconds()
         .max(1) as u64;
-    let url = state.endpoint.object_url(upload_target(state, upload).as_str());
+    let url = state
+        .endpoint
+        .object_url(upload_target(state, upload).as_str());
     let signed: Vec<(&str, &str)> = headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -5,7 +5,7 @@ mod commit;
 mod create;
 mod grant;
 
-pub use commit::{complete, delete, download};
+pub use commit::{commit_upload, complete, delete, download};
 pub use create::{NewUpload, create_upload};
 pub use grant::{Grant, grant_for, upload_target};
 

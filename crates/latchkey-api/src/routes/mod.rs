@@ -1,29 +1,67 @@
 //! The HTTP surface: one module per group of routes.
 
-mod ops;
-mod uploads;
+pub(crate) mod ops;
+pub(crate) mod uploads;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, on};
 
+use crate::metrics;
 use crate::state::AppState;
+
+/// The router with the list of what it serves: every route is added through
+/// [`Routes::add`], so the OpenAPI test can check that each one is
+/// documented (and nothing else is).
+pub(crate) struct Routes {
+    pub router: Router<Arc<AppState>>,
+    pub registered: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, Arc<AppState>>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
+        // Adding a path again merges its methods (axum panics on a duplicate).
+        self.router = self.router.route(path, on(filter, handler));
+        self.registered.push((method, path));
+        self
+    }
+}
+
+pub(crate) fn routes() -> Routes {
+    Routes {
+        router: Router::new(),
+        registered: Vec::new(),
+    }
+    .add(Method::GET, "/v1/time", ops::time)
+    .add(Method::POST, "/v1/uploads", uploads::create)
+    .add(Method::GET, "/v1/uploads", uploads::list)
+    .add(Method::GET, "/v1/uploads/{id}", uploads::show)
+    .add(Method::DELETE, "/v1/uploads/{id}", uploads::remove)
+    .add(Method::POST, "/v1/uploads/{id}/complete", uploads::complete)
+    .add(Method::GET, "/v1/uploads/{id}/download", uploads::download)
+    .add(Method::GET, "/healthz", ops::healthz)
+    .add(Method::GET, "/readyz", ops::readyz)
+    .add(Method::GET, "/metrics", ops::metrics)
+    .add(Method::GET, "/openapi.json", ops::openapi_json)
+}
 
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.json_body_bytes;
-    Router::new()
-        .route("/v1/time", get(ops::time))
-        .route("/v1/uploads", post(uploads::create).get(uploads::list))
-        .route(
-            "/v1/uploads/{id}",
-            get(uploads::show).delete(uploads::remove),
-        )
-        .route("/v1/uploads/{id}/complete", post(uploads::complete))
-        .route("/v1/uploads/{id}/download", get(uploads::download))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
+    // `layer` (not `route_layer`) so the 404 fallback is counted too; the
+    // matched route is known inside either.
+    let track = axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track);
+    routes()
+        .router
         .fallback(ops::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(track)
         .with_state(state)
 }

@@ -19,6 +19,8 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::metrics;
+use crate::openapi::Problem;
 use crate::state::AppState;
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -26,6 +28,29 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidRequest(e.body_text()))
 }
 
+/// Reserve an upload and get its grant.
+///
+/// Checks the request against its profile, reserves the upload (quota
+/// included) and returns a grant: the presigned request to send the bytes
+/// with. A repeated `Idempotency-Key` returns the same upload and grant.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    operation_id = "createUpload",
+    tag = "uploads",
+    request_body = CreateUploadRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1-255 visible ASCII characters; a retry with the same key and body returns the same upload")),
+    responses(
+        (status = 201, description = "Upload reserved; send the bytes as `grant` says", body = CreatedUpload),
+        (status = 400, description = "`invalid_request`, `unknown_profile`, `mode_not_allowed`, `type_not_allowed`, `too_large`, `too_small`, `metadata_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`quota_exceeded`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_state`: the key was used for an upload that has moved on", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`idempotency_mismatch`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -51,6 +76,7 @@ pub async fn create(
         idempotency_key,
     };
     let (row, grant) = broker::create_upload(&state, &user, new).await?;
+    metrics::grant_issued(&row.profile.to_string(), &row.mode.to_string());
     let body = CreatedUpload {
         upload: UploadView::from(&row),
         server_time: OffsetDateTime::now_utc(),
@@ -59,6 +85,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// One of the caller's uploads.
+#[utoipa::path(
+    get,
+    path = "/v1/uploads/{id}",
+    operation_id = "getUpload",
+    tag = "uploads",
+    params(("id" = String, Path, description = "Upload id")),
+    responses(
+        (status = 200, description = "The upload", body = UploadView),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found` (also for another user's upload)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn show(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -68,6 +108,29 @@ pub async fn show(
     Ok(Json(UploadView::from(&row)))
 }
 
+/// Commit an upload whose bytes are in the store.
+///
+/// Checks the stored object against the grant (size, type, checksum) and
+/// commits the upload. Idempotent: completing a committed upload returns it
+/// again. An object that breaks the grant is removed and the upload rejected.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/{id}/complete",
+    operation_id = "completeUpload",
+    tag = "uploads",
+    params(("id" = String, Path, description = "Upload id")),
+    request_body(content = Option<CompleteRequest>, description = "Optional; `{}` or no body"),
+    responses(
+        (status = 200, description = "The committed upload", body = UploadView),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`object_missing`, `size_mismatch`, `type_mismatch`, `checksum_mismatch`, `invalid_state`", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn complete(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -84,6 +147,25 @@ pub async fn complete(
     Ok(Json(UploadView::from(&row)))
 }
 
+/// Abort a pending upload or delete a committed one.
+///
+/// Repeating it on an upload that is already gone answers with the upload as
+/// it stands.
+#[utoipa::path(
+    delete,
+    path = "/v1/uploads/{id}",
+    operation_id = "deleteUpload",
+    tag = "uploads",
+    params(("id" = String, Path, description = "Upload id")),
+    responses(
+        (status = 200, description = "The upload as it now stands", body = UploadView),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_state`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -93,6 +175,22 @@ pub async fn remove(
     Ok(Json(UploadView::from(&row)))
 }
 
+/// A presigned GET for a committed upload.
+#[utoipa::path(
+    get,
+    path = "/v1/uploads/{id}/download",
+    operation_id = "downloadUpload",
+    tag = "uploads",
+    params(("id" = String, Path, description = "Upload id"), DownloadQuery),
+    responses(
+        (status = 200, description = "A presigned GET", body = DownloadView),
+        (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`, `variant_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_state`: not committed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn download(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -104,6 +202,20 @@ pub async fn download(
     Ok(Json(DownloadView { url, expires_at }))
 }
 
+/// The caller's uploads, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/uploads",
+    operation_id = "listUploads",
+    tag = "uploads",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The caller's uploads, newest first", body = UploadList),
+        (status = 400, description = "`invalid_request`, `unknown_profile`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,

@@ -6,6 +6,10 @@
 //! read-then-write steps (the idempotency lookup and quota check before an
 //! insert, the re-read after a transition) atomic, and makes a contended
 //! writer wait in `busy_timeout` instead of failing.
+//!
+//! Outbox delivery and leases are in [`delivery`].
+
+mod delivery;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,11 +23,13 @@ use sqlx::sqlite::{
 use sqlx::{Executor, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 
-use crate::error::is_unique_violation;
+use crate::attach::{self, Decision};
+use crate::error::{is_unique_violation, url_error};
+use crate::open::check_migrated;
 use crate::rows::{OUTBOX_COLUMNS, OutboxRow, UPLOAD_COLUMNS, UploadRow, to_millis};
 use crate::{
-    Changes, Inserted, LedgerError, ListFilter, OutboxEvent, QUOTA_STATUSES, Quota, QuotaKind,
-    UploadRepo, event_payload, event_type_for,
+    ATTACHED_EVENT, Changes, Inserted, LedgerError, ListFilter, OpenOptions, OutboxEvent,
+    QUOTA_STATUSES, Quota, UploadRepo, attached_payload, event_payload, event_type_for,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -40,20 +46,16 @@ pub struct SqliteLedger {
 }
 
 impl SqliteLedger {
-    /// Connections in a file database's pool when [`open`](Self::open)
-    /// picks. Readers run in parallel under WAL; writers queue on the
-    /// database lock.
-    pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
-
     /// Opens (creating if missing) and migrates the database at `url`:
     /// `sqlite://path/to/ledger.db` or `sqlite::memory:`.
     pub async fn open(url: &str) -> Result<Self, LedgerError> {
-        Self::open_with(url, Self::DEFAULT_MAX_CONNECTIONS).await
+        Self::open_with(url, OpenOptions::default()).await
     }
 
-    /// [`open`](Self::open) with a pool of at most `max_connections`.
-    pub async fn open_with(url: &str, max_connections: u32) -> Result<Self, LedgerError> {
-        let options = SqliteConnectOptions::from_str(url)?
+    /// [`open`](Self::open) with explicit options.
+    pub async fn open_with(url: &str, options: OpenOptions) -> Result<Self, LedgerError> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(url_error)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL, not NORMAL: under WAL, NORMAL survives a process crash
@@ -76,17 +78,16 @@ impl SqliteLedger {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(max_connections.max(1))
+            SqlitePoolOptions::new().max_connections(options.max_connections.max(1))
         }
-        .connect_with(options)
+        .connect_with(connect)
         .await?;
-        MIGRATOR.run(&pool).await?;
+        if options.migrate {
+            MIGRATOR.run(&pool).await?;
+        } else {
+            check_migrated(&mut *pool.acquire().await?, &MIGRATOR).await?;
+        }
         Ok(Self { pool })
-    }
-
-    /// Closes the pool, waiting for connections in use to be returned.
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 
@@ -156,30 +157,11 @@ async fn check_quota(
     upload: &Upload,
     quota: &Quota,
 ) -> Result<(), LedgerError> {
-    if quota.max_bytes.is_none() && quota.max_count.is_none() {
+    if quota.is_unlimited() {
         return Ok(());
     }
-    let (bytes, count) =
-        usage_of(&mut *conn, upload.user_id.as_str(), upload.profile.as_str()).await?;
-    if let Some(limit) = quota.max_count
-        && count.saturating_add(1) > limit
-    {
-        return Err(LedgerError::QuotaExceeded {
-            what: QuotaKind::Count,
-            limit,
-            used: count,
-        });
-    }
-    if let Some(limit) = quota.max_bytes
-        && bytes.saturating_add(upload.size) > limit
-    {
-        return Err(LedgerError::QuotaExceeded {
-            what: QuotaKind::Bytes,
-            limit,
-            used: bytes,
-        });
-    }
-    Ok(())
+    let used = usage_of(&mut *conn, upload.user_id.as_str(), upload.profile.as_str()).await?;
+    quota.admit(used, upload.size)
 }
 
 async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), LedgerError> {
@@ -225,9 +207,10 @@ async fn append_event(
     conn: &mut SqliteConnection,
     upload: &Upload,
     event_type: &str,
+    payload: serde_json::Value,
     now: i64,
 ) -> Result<(), LedgerError> {
-    let payload = event_payload(upload).to_string();
+    let payload = payload.to_string();
     sqlx::query(
         "INSERT INTO outbox (upload_id, event_type, payload, created_at, next_attempt_at) \
          VALUES (?, ?, ?, ?, ?)",
@@ -358,7 +341,8 @@ impl UploadRepo for SqliteLedger {
             LedgerError::Corrupt(format!("row {id} vanished during a transition"))
         })?;
         if let Some(event_type) = event_type_for(to) {
-            append_event(&mut tx, &upload, event_type, now_ms).await?;
+            let payload = event_payload(&upload);
+            append_event(&mut tx, &upload, event_type, payload, now_ms).await?;
         }
         tx.commit().await?;
         Ok(Some(upload))
@@ -389,9 +373,63 @@ impl UploadRepo for SqliteLedger {
         usage_of(&self.pool, user.as_str(), profile.as_str()).await
     }
 
+    async fn set_attached(
+        &self,
+        id: UploadId,
+        attached_ref: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Upload>, LedgerError> {
+        attach::check_ref(attached_ref)?;
+        let now_ms = to_millis(now)?;
+        let id = id.to_string();
+        // The write lock is held from the read on, so the decision cannot
+        // go stale before the write.
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let row = upload_by_id(&mut *tx, &id).await?;
+        if let Decision::Done(result) = attach::decide(row, attached_ref)? {
+            tx.rollback().await?;
+            return Ok(result);
+        }
+        sqlx::query("UPDATE uploads SET attached_ref = ?, updated_at = ? WHERE id = ?")
+            .bind(attached_ref)
+            .bind(now_ms)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let upload = upload_by_id(&mut *tx, &id)
+            .await?
+            .ok_or_else(|| LedgerError::Corrupt(format!("row {id} vanished during an attach")))?;
+        let payload = attached_payload(&upload);
+        append_event(&mut tx, &upload, ATTACHED_EVENT, payload, now_ms).await?;
+        tx.commit().await?;
+        Ok(Some(upload))
+    }
+
+    async fn committed_unattached(
+        &self,
+        profile: &ProfileName,
+        committed_before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Upload>, LedgerError> {
+        // The status and NULL test are literals, not binds, so SQLite can
+        // see that the partial index `uploads_unattached` covers the query.
+        let sql = select_uploads(
+            "WHERE profile = ? AND status = 'committed' AND attached_ref IS NULL \
+             AND committed_at < ? ORDER BY committed_at, id LIMIT ?",
+        );
+        let rows = sqlx::query_as::<_, UploadRow>(&sql)
+            .bind(profile.as_str())
+            .bind(to_millis(committed_before)?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(UploadRow::into_upload).collect()
+    }
+
     async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxEvent>, LedgerError> {
         let sql = format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT ?"
+            "SELECT {OUTBOX_COLUMNS} FROM outbox \
+             WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY id LIMIT ?"
         );
         let rows = sqlx::query_as::<_, OutboxRow>(&sql)
             .bind(i64::from(limit))
@@ -400,8 +438,53 @@ impl UploadRepo for SqliteLedger {
         rows.into_iter().map(OutboxRow::into_event).collect()
     }
 
+    async fn outbox_claim(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, LedgerError> {
+        delivery::claim(&self.pool, now, lease, limit).await
+    }
+
+    async fn outbox_delivered(&self, id: i64, now: OffsetDateTime) -> Result<(), LedgerError> {
+        delivery::delivered(&self.pool, id, now).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        next_attempt_at: Option<OffsetDateTime>,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), LedgerError> {
+        delivery::failed(&self.pool, id, next_attempt_at, error, now).await
+    }
+
+    async fn outbox_dead(&self, limit: u32) -> Result<Vec<OutboxEvent>, LedgerError> {
+        delivery::dead(&self.pool, limit).await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<bool, LedgerError> {
+        delivery::try_lease(&self.pool, name, holder, now, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, LedgerError> {
+        delivery::release_lease(&self.pool, name, holder).await
+    }
+
     async fn ping(&self) -> Result<(), LedgerError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }

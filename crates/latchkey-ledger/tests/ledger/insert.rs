@@ -1,14 +1,22 @@
 //! Inserting rows, reading them back, and idempotency keys.
 
 use latchkey_domain::{Mode, ObjectKey, Sha256Digest, UploadId, UploadStatus};
-use latchkey_ledger::{Inserted, LedgerError, Quota, UploadRepo};
+use latchkey_ledger::{Inserted, LedgerError, Quota};
 use time::{Duration, OffsetDateTime};
 
-use crate::{fresh, now, upload};
+use crate::{Db, now, upload};
 
-#[tokio::test]
-async fn every_field_round_trips() {
-    let db = fresh().await;
+conformance!(
+    every_field_round_trips,
+    times_are_stored_to_the_millisecond,
+    idempotency_key_returns_the_first_row,
+    same_idempotency_key_for_different_users_is_independent,
+    rows_without_idempotency_keys_never_collide,
+    duplicate_ids_and_keys_conflict,
+    only_pending_rows_can_be_inserted,
+);
+
+async fn every_field_round_trips(db: Db) {
     let mut full = upload("用户|ü@example.com", "photo");
     full.mode = Mode::Multipart;
     full.filename = "Ünïcødé 写真.jpeg".to_owned();
@@ -53,9 +61,7 @@ async fn every_field_round_trips() {
     );
 }
 
-#[tokio::test]
-async fn times_are_stored_to_the_millisecond() {
-    let db = fresh().await;
+async fn times_are_stored_to_the_millisecond(db: Db) {
     let mut u = upload("alice", "photo");
     u.created_at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
     let stored = db.ledger.insert(&u, None).await.unwrap().into_upload();
@@ -66,9 +72,7 @@ async fn times_are_stored_to_the_millisecond() {
     assert_eq!(db.ledger.get(u.id).await.unwrap(), Some(stored));
 }
 
-#[tokio::test]
-async fn idempotency_key_returns_the_first_row() {
-    let db = fresh().await;
+async fn idempotency_key_returns_the_first_row(db: Db) {
     let mut first = upload("alice", "photo");
     first.idempotency_key = Some("k1".to_owned());
     let mut again = upload("alice", "photo");
@@ -95,9 +99,7 @@ async fn idempotency_key_returns_the_first_row() {
     );
 }
 
-#[tokio::test]
-async fn same_idempotency_key_for_different_users_is_independent() {
-    let db = fresh().await;
+async fn same_idempotency_key_for_different_users_is_independent(db: Db) {
     let mut a = upload("alice", "photo");
     a.idempotency_key = Some("shared".to_owned());
     let mut b = upload("bob", "photo");
@@ -114,9 +116,7 @@ async fn same_idempotency_key_for_different_users_is_independent() {
     assert_eq!(db.ledger.get(b.id).await.unwrap(), Some(b));
 }
 
-#[tokio::test]
-async fn rows_without_idempotency_keys_never_collide() {
-    let db = fresh().await;
+async fn rows_without_idempotency_keys_never_collide(db: Db) {
     for _ in 0..3 {
         assert!(
             db.ledger
@@ -128,9 +128,7 @@ async fn rows_without_idempotency_keys_never_collide() {
     }
 }
 
-#[tokio::test]
-async fn duplicate_ids_and_keys_conflict() {
-    let db = fresh().await;
+async fn duplicate_ids_and_keys_conflict(db: Db) {
     let u = upload("alice", "photo");
     db.ledger.insert(&u, None).await.unwrap();
 
@@ -144,9 +142,7 @@ async fn duplicate_ids_and_keys_conflict() {
     assert_eq!(db.ledger.get(same_key.id).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn only_pending_rows_can_be_inserted() {
-    let db = fresh().await;
+async fn only_pending_rows_can_be_inserted(db: Db) {
     let mut u = upload("alice", "photo");
     u.status = UploadStatus::Committed;
     u.committed_at = Some(now());

@@ -3,9 +3,11 @@
 use std::collections::HashSet;
 
 use latchkey_domain::{UploadId, UploadStatus};
-use latchkey_ledger::{Changes, ListFilter, UploadRepo};
+use latchkey_ledger::{Changes, ListFilter};
 
-use crate::{fresh, now, profile, upload, user};
+use crate::{Db, now, profile, upload, user};
+
+conformance!(newest_first_with_filters, cursor_pages_cover_every_row_once,);
 
 fn all(limit: u32) -> ListFilter {
     ListFilter {
@@ -16,9 +18,7 @@ fn all(limit: u32) -> ListFilter {
     }
 }
 
-#[tokio::test]
-async fn newest_first_with_filters() {
-    let db = fresh().await;
+async fn newest_first_with_filters(db: Db) {
     let mut ids = Vec::new();
     for p in ["photo", "doc", "photo", "doc", "photo"] {
         let u = upload("alice", p);
@@ -102,9 +102,7 @@ async fn newest_first_with_filters() {
     );
 }
 
-#[tokio::test]
-async fn cursor_pages_cover_every_row_once() {
-    let db = fresh().await;
+async fn cursor_pages_cover_every_row_once(db: Db) {
     let mut alice_ids = HashSet::new();
     for i in 0..25 {
         let u = upload("alice", "photo");

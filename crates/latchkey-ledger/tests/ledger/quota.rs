@@ -2,12 +2,18 @@
 //! only live uploads.
 
 use latchkey_domain::UploadStatus;
-use latchkey_ledger::{Changes, Inserted, LedgerError, Quota, QuotaKind, UploadRepo};
+use latchkey_ledger::{Changes, Inserted, LedgerError, Quota, QuotaKind};
 
-use crate::{fresh, now, profile, upload, user};
+use crate::{Db, now, profile, upload, user};
+
+conformance!(
+    concurrent_inserts_never_exceed_the_count,
+    concurrent_inserts_never_exceed_the_bytes,
+    only_live_uploads_count,
+);
 
 /// Inserts `n` uploads of `size` bytes at once; returns (successes, errors).
-async fn race(db: &crate::Db, n: usize, size: u64, quota: Quota) -> (usize, Vec<LedgerError>) {
+async fn race(db: &Db, n: usize, size: u64, quota: Quota) -> (usize, Vec<LedgerError>) {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::new();
     for _ in 0..n {
@@ -32,9 +38,7 @@ async fn race(db: &crate::Db, n: usize, size: u64, quota: Quota) -> (usize, Vec<
     (ok, errors)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_inserts_never_exceed_the_count() {
-    let db = fresh().await;
+async fn concurrent_inserts_never_exceed_the_count(db: Db) {
     let quota = Quota {
         max_bytes: None,
         max_count: Some(3),
@@ -64,9 +68,7 @@ async fn concurrent_inserts_never_exceed_the_count() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_inserts_never_exceed_the_bytes() {
-    let db = fresh().await;
+async fn concurrent_inserts_never_exceed_the_bytes(db: Db) {
     let quota = Quota {
         max_bytes: Some(1000),
         max_count: None,
@@ -111,9 +113,7 @@ async fn concurrent_inserts_never_exceed_the_bytes() {
     );
 }
 
-#[tokio::test]
-async fn only_live_uploads_count() {
-    let db = fresh().await;
+async fn only_live_uploads_count(db: Db) {
     let quota = Quota {
         max_bytes: None,
         max_count: Some(3),

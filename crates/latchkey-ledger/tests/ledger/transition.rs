@@ -4,16 +4,23 @@
 use std::sync::Arc;
 
 use latchkey_domain::{Sha256Digest, UploadId, UploadStatus};
-use latchkey_ledger::{Changes, LedgerError, UploadRepo};
+use latchkey_ledger::{Changes, LedgerError};
 use time::Duration;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Barrier;
 
-use crate::{fresh, now, upload};
+use crate::{Db, now, upload};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_commits_make_exactly_one_transition() {
-    let db = fresh().await;
+conformance!(
+    concurrent_commits_make_exactly_one_transition,
+    illegal_transitions_change_nothing,
+    stale_from_and_missing_rows_return_none,
+    changes_are_applied_and_none_leaves_fields,
+    every_final_transition_writes_its_event,
+    expired_picks_only_overdue_rows_in_that_status,
+);
+
+async fn concurrent_commits_make_exactly_one_transition(db: Db) {
     let u = upload("alice", "photo");
     db.ledger.insert(&u, None).await.unwrap();
 
@@ -60,9 +67,7 @@ async fn concurrent_commits_make_exactly_one_transition() {
     );
 }
 
-#[tokio::test]
-async fn illegal_transitions_change_nothing() {
-    let db = fresh().await;
+async fn illegal_transitions_change_nothing(db: Db) {
     let u = upload("alice", "photo");
     db.ledger.insert(&u, None).await.unwrap();
     let committed = db
@@ -102,9 +107,7 @@ async fn illegal_transitions_change_nothing() {
     assert_eq!(db.ledger.outbox_pending(100).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn stale_from_and_missing_rows_return_none() {
-    let db = fresh().await;
+async fn stale_from_and_missing_rows_return_none(db: Db) {
     let u = upload("alice", "photo");
     db.ledger.insert(&u, None).await.unwrap();
     let c = Changes::default();
@@ -139,9 +142,7 @@ async fn stale_from_and_missing_rows_return_none() {
     assert!(db.ledger.outbox_pending(100).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn changes_are_applied_and_none_leaves_fields() {
-    let db = fresh().await;
+async fn changes_are_applied_and_none_leaves_fields(db: Db) {
     let mut u = upload("alice", "photo");
     u.etag = Some("\"kept\"".to_owned());
     u.sha256 = Some(
@@ -252,9 +253,7 @@ async fn changes_are_applied_and_none_leaves_fields() {
     assert_eq!(events[1].payload["status"], "deleted");
 }
 
-#[tokio::test]
-async fn every_final_transition_writes_its_event() {
-    let db = fresh().await;
+async fn every_final_transition_writes_its_event(db: Db) {
     for (to, event) in [
         (UploadStatus::Rejected, "upload.rejected"),
         (UploadStatus::Expired, "upload.expired"),
@@ -286,9 +285,7 @@ async fn every_final_transition_writes_its_event() {
     );
 }
 
-#[tokio::test]
-async fn expired_picks_only_overdue_rows_in_that_status() {
-    let db = fresh().await;
+async fn expired_picks_only_overdue_rows_in_that_status(db: Db) {
     let t = now();
     let mut rows = Vec::new();
     for (minutes, commit) in [

@@ -87,7 +87,10 @@ fn unique(prefix: &str) -> String {
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{:x}{:x}", nanos, std::process::id() ^ rand_u32())
 }
 
@@ -110,7 +113,9 @@ async fn fresh_bucket() -> String {
     );
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(env("LATCHKEY_TEST_S3_REGION")))
+        .region(aws_sdk_s3::config::Region::new(env(
+            "LATCHKEY_TEST_S3_REGION",
+        )))
         .endpoint_url(env("LATCHKEY_TEST_S3_ENDPOINT"))
         .force_path_style(true)
         .credentials_provider(creds)
@@ -135,7 +140,9 @@ async fn fresh_database(admin_url: &str) -> String {
         .execute(&mut conn)
         .await
         .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').expect("database URL ends in /dbname");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("database URL ends in /dbname");
     format!("{base}/{name}")
 }
 
@@ -154,9 +161,17 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
             env("LATCHKEY_TEST_S3_REGION"),
             env("LATCHKEY_TEST_S3_ACCESS_KEY"),
             env("LATCHKEY_TEST_S3_SECRET_KEY"),
-            if caps.is_empty() { String::new() } else { format!("capabilities = {caps}") },
+            if caps.is_empty() {
+                String::new()
+            } else {
+                format!("capabilities = {caps}")
+            },
         );
-        (toml, Some(env("LATCHKEY_TEST_S3_SECRET_KEY")), !caps.contains("if_none_match = false"))
+        (
+            toml,
+            Some(env("LATCHKEY_TEST_S3_SECRET_KEY")),
+            !caps.contains("if_none_match = false"),
+        )
     } else {
         ("[store]\nlisten = \"127.0.0.1:0\"\n".to_owned(), None, true)
     };
@@ -187,9 +202,13 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         data_dir,
         ledger_url,
         if_none_match,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
         jwt_secret: secrets.jwt_secret.expose().to_owned(),
-        store_secret: store_secret.unwrap_or_else(|| secrets.store_secret_access_key.expose().to_owned()),
+        store_secret: store_secret
+            .unwrap_or_else(|| secrets.store_secret_access_key.expose().to_owned()),
         bodies: Arc::default(),
         _dir: dir,
         _stop: tx,

@@ -117,7 +117,11 @@ async fn expired_grants_are_refused_by_the_store() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let res = app.put_grant(&c.body, bytes, |_| {}).await;
     // AWS and the embedded store answer 403; Garage refuses with 400.
-    assert!(res.status == 403 || (on_s3() && res.status == 400), "expired grant: {}", res.text);
+    assert!(
+        res.status == 403 || (on_s3() && res.status == 400),
+        "expired grant: {}",
+        res.text
+    );
     assert_still_pending(&app, &token, c.body["id"].as_str().unwrap()).await;
 }
 
@@ -147,8 +151,20 @@ async fn replaying_a_grant_after_commit_is_refused() {
     } else {
         assert_eq!(replay.status, 200, "{}", replay.text);
     }
-    let dl = app.call(reqwest::Method::GET, &format!("/v1/uploads/{id}/download"), Some(&token), None).await;
-    let got = app.http.get(dl.body["url"].as_str().unwrap()).send().await.unwrap();
+    let dl = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/uploads/{id}/download"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let got = app
+        .http
+        .get(dl.body["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), bytes.as_slice());
     let again = app.complete(&token, id).await;
     assert_eq!(again.body["status"], "committed");

@@ -29,17 +29,16 @@ async fn concurrent_completes_make_one_transition_and_one_event() {
     let again = app.complete(&token, &id).await;
     assert_eq!(again.body, first.body);
 
-    let ledger = latchkey_ledger::connect(&format!(
-        "sqlite://{}",
-        app.data_dir.join("ledger.db").display()
-    ))
-    .await
-    .unwrap();
+    let ledger = latchkey_ledger::connect(&app.ledger_url).await.unwrap();
     let events = ledger.outbox_pending(100).await.unwrap();
     let mine: Vec<_> = events
         .iter()
         .filter(|e| e.upload_id.to_string() == id)
         .collect();
-    assert_eq!(mine.len(), 1, "exactly one committed event for {id}: {events:?}");
+    assert_eq!(
+        mine.len(),
+        1,
+        "exactly one committed event for {id}: {events:?}"
+    );
     assert_eq!(mine[0].event_type, "upload.committed");
 }

@@ -8,3 +8,4 @@ mod idempotent;
 mod ownership;
 mod put_flow;
 mod secrets;
+mod workers;

@@ -33,7 +33,10 @@ async fn every_real_photo_round_trips_byte_for_byte() {
         if app.if_none_match {
             assert_eq!(c["grant"]["headers"]["if-none-match"], "*");
         } else {
-            assert!(key.ends_with(".upload") || c["grant"]["url"].as_str().unwrap().contains(".upload?"));
+            assert!(
+                key.ends_with(".upload")
+                    || c["grant"]["url"].as_str().unwrap().contains(".upload?")
+            );
         }
 
         let put = app.put_grant(c, bytes.clone(), |_| {}).await;

@@ -1,0 +1,98 @@
+//! The reconciler: the third commit path (DESIGN §4). It looks at pending
+//! rows whose grant expired, commits those whose object arrived and is
+//! valid (the app crashed between its PUT and its complete), and expires the
+//! rest, removing whatever bytes they left. One pass at a time across all
+//! instances, under the ledger lease `reconciler`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey_api::broker::{commit_upload, upload_target};
+use latchkey_api::{ApiError, AppState};
+use latchkey_domain::UploadStatus;
+use latchkey_ledger::Changes;
+use time::OffsetDateTime;
+
+/// Rows looked at per pass, so one pass is bounded in cost.
+const BATCH: u32 = 200;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassReport {
+    pub committed: usize,
+    pub expired: usize,
+    /// Rows left for a later pass (store unavailable, say).
+    pub deferred: usize,
+    /// False when another instance held the lease.
+    pub ran: bool,
+}
+
+/// One pass. `grace` is how long past its expiry a pending row is left
+/// alone, so a client completing just at the deadline is not raced.
+pub async fn pass(state: &AppState, holder: &str, grace: Duration) -> anyhow::Result<PassReport> {
+    let now = OffsetDateTime::now_utc();
+    let lease_ttl = Duration::from_secs(120);
+    if !state
+        .ledger
+        .try_lease("reconciler", holder, now, lease_ttl)
+        .await?
+    {
+        return Ok(PassReport::default());
+    }
+    let mut report = PassReport {
+        ran: true,
+        ..PassReport::default()
+    };
+    let rows = state
+        .ledger
+        .expired(UploadStatus::Pending, now - grace, BATCH)
+        .await?;
+    for row in rows {
+        let id = row.id;
+        match commit_upload(state, row.clone()).await {
+            Ok(_) => report.committed += 1,
+            Err(ApiError::ObjectMissing) => {
+                let won = state
+                    .ledger
+                    .transition(
+                        id,
+                        UploadStatus::Pending,
+                        UploadStatus::Expired,
+                        &Changes::default(),
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await?;
+                if won.is_some() {
+                    // Nothing valid arrived in time; a late PUT (if the store
+                    // let one through) must not leave bytes behind.
+                    state.store.delete(&upload_target(state, &row)).await?;
+                    report.expired += 1;
+                }
+            }
+            Err(ApiError::StoreUnavailable) => report.deferred += 1,
+            // Rejected during verification: commit_upload already moved the
+            // row and removed the object.
+            Err(_) => {}
+        }
+    }
+    state.ledger.release_lease("reconciler", holder).await?;
+    Ok(report)
+}
+
+/// Runs passes forever, `every` apart.
+pub async fn run(state: Arc<AppState>, holder: String, every: Duration, grace: Duration) {
+    loop {
+        match pass(&state, &holder, grace).await {
+            Ok(r) if r.committed + r.expired + r.deferred > 0 => {
+                tracing::info!(
+                    committed = r.committed,
+                    expired = r.expired,
+                    deferred = r.deferred,
+                    "reconciler pass"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reconciler pass failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
