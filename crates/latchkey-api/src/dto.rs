@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::broker::Grant;
+use crate::broker::{CredentialsGrant, Grant, PartUrl};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -124,17 +124,89 @@ impl From<&Upload> for UploadView {
     }
 }
 
-/// The signed request the client sends to the store, exactly as given.
+/// How the client sends its bytes. Which members are present depends on the
+/// mode: `url` + `headers` (put, headers, proxy), `url` + `fields` (post),
+/// `multipart`, or `credentials`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GrantView {
     #[schema(value_type = String, example = "PUT")]
     pub method: &'static str,
-    /// Presigned URL of the object in the store.
+    /// Where to send the request (presigned for put; the form action for post).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// Headers to send unchanged: they are part of the signature.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Form fields to send before the file field (post).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsView>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// The multipart upload the broker created, and URLs for its first parts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MultipartView {
+    pub part_size: u64,
+    pub part_count: u32,
+    pub parts: Vec<PartView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartView {
+    pub number: u32,
+    pub url: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Temporary credentials that can only write under `prefix`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialsView {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
     #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
+    #[schema(value_type = String, format = DateTime)]
+    pub expiration: OffsetDateTime,
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl From<PartUrl> for PartView {
+    fn from(p: PartUrl) -> Self {
+        Self {
+            number: p.number,
+            url: p.url,
+            headers: p.headers.into_iter().collect(),
+        }
+    }
+}
+
+impl From<CredentialsGrant> for CredentialsView {
+    fn from(c: CredentialsGrant) -> Self {
+        Self {
+            access_key_id: c.access_key_id,
+            // The one place these leave the broker: to their owner.
+            secret_access_key: c.secret_access_key.expose().to_owned(),
+            session_token: c.session_token.expose().to_owned(),
+            expiration: c.expiration,
+            endpoint: c.endpoint,
+            region: c.region,
+            bucket: c.bucket,
+            prefix: c.prefix,
+        }
+    }
 }
 
 impl From<Grant> for GrantView {
@@ -143,6 +215,13 @@ impl From<Grant> for GrantView {
             method: g.method,
             url: g.url,
             headers: g.headers.into_iter().collect(),
+            fields: g.fields.into_iter().collect(),
+            multipart: g.multipart.map(|m| MultipartView {
+                part_size: m.part_size,
+                part_count: m.part_count,
+                parts: m.parts.into_iter().map(PartView::from).collect(),
+            }),
+            credentials: g.credentials.map(CredentialsView::from),
             expires_at: g.expires_at,
         }
     }

@@ -21,6 +21,8 @@ pub enum ApiError {
     #[error("{0}")]
     ModeNotAllowed(String),
     #[error("{0}")]
+    ModeNotSupported(String),
+    #[error("{0}")]
     TypeNotAllowed(String),
     #[error("{0}")]
     TooLarge(String),
@@ -92,6 +94,11 @@ impl ApiError {
                 "mode_not_allowed",
                 "Mode not allowed",
             ),
+            ModeNotSupported(_) => (
+                StatusCode::BAD_REQUEST,
+                "mode_not_supported",
+                "Mode not supported by the store",
+            ),
             TypeNotAllowed(_) => (
                 StatusCode::BAD_REQUEST,
                 "type_not_allowed",
@@ -104,7 +111,11 @@ impl ApiError {
                 "metadata_too_large",
                 "Metadata too large",
             ),
-            QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded", "Quota exceeded"),
+            QuotaExceeded(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                "Quota exceeded",
+            ),
             IdempotencyMismatch => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_mismatch",

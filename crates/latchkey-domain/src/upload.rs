@@ -107,6 +107,9 @@ pub struct Upload {
     pub expires_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub committed_at: Option<OffsetDateTime>,
+    /// The store's own id for this upload's multipart upload (`multipart`
+    /// and `tus` modes), created by the broker with the row.
+    pub store_upload_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::{LedgerError, OutboxEvent};
 /// The columns of `uploads`, in [`UploadRow`] order, for SELECT and INSERT.
 pub(crate) const UPLOAD_COLUMNS: &str = "id, user_id, profile, mode, key, filename, \
      content_type, size, sha256, status, etag, reason, metadata, idempotency_key, \
-     attached_ref, created_at, expires_at, updated_at, committed_at";
+     attached_ref, created_at, expires_at, updated_at, committed_at, store_upload_id";
 
 /// The columns of `outbox` that [`OutboxRow`] reads.
 pub(crate) const OUTBOX_COLUMNS: &str = "id, upload_id, event_type, payload, created_at, \
@@ -45,6 +45,7 @@ pub(crate) struct UploadRow {
     pub expires_at: i64,
     pub updated_at: i64,
     pub committed_at: Option<i64>,
+    pub store_upload_id: Option<String>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -114,6 +115,7 @@ impl UploadRow {
             expires_at: to_millis(u.expires_at)?,
             updated_at: to_millis(u.updated_at)?,
             committed_at: u.committed_at.map(to_millis).transpose()?,
+            store_upload_id: u.store_upload_id.clone(),
         })
     }
 
@@ -155,6 +157,7 @@ impl UploadRow {
                 .committed_at
                 .map(|ms| from_millis(ms, "committed_at"))
                 .transpose()?,
+            store_upload_id: self.store_upload_id,
         })
     }
 }
@@ -224,6 +227,7 @@ mod tests {
             expires_at: 0,
             updated_at: 0,
             committed_at: None,
+            store_upload_id: None,
         };
         let err = row.into_upload().unwrap_err();
         assert!(

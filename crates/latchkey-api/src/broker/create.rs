@@ -11,6 +11,7 @@ use latchkey_ledger::{Inserted, Quota};
 use time::OffsetDateTime;
 
 use super::grant::{Grant, grant_for};
+use super::modes;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -106,6 +107,9 @@ pub async fn create_upload(
             profile.name
         )));
     }
+    if let Some(why) = modes::unsupported_reason(state, mode) {
+        return Err(ApiError::ModeNotSupported(format!("mode {mode}: {why}")));
+    }
     let content_type = ContentType::parse(&req.content_type)
         .map_err(|e| ApiError::InvalidRequest(format!("content_type: {e}")))?;
     if !profile.allows_type(&content_type) {
@@ -171,23 +175,32 @@ pub async fn create_upload(
         expires_at: now + profile.grant_ttl,
         updated_at: now,
         committed_at: None,
+        store_upload_id: None,
     };
     let quota = Quota {
         max_bytes: profile.quota_bytes.map(|b| b.0),
         max_count: profile.quota_count,
     };
     let has_quota = quota.max_bytes.is_some() || quota.max_count.is_some();
-    let row = match state
+    let mut upload = upload;
+    modes::prepare(state, &mut upload).await?;
+    let inserted = state
         .ledger
         .insert(&upload, has_quota.then_some(&quota))
-        .await?
-    {
-        Inserted::New(row) => row,
-        Inserted::Existing(row) => {
+        .await;
+    let row = match inserted {
+        Ok(Inserted::New(row)) => row,
+        Ok(Inserted::Existing(row)) => {
+            // The first request's row stands; what this one prepared goes.
+            modes::unprepare(state, &upload).await;
             if !same_request(&row, &upload) {
                 return Err(ApiError::IdempotencyMismatch);
             }
             row
+        }
+        Err(e) => {
+            modes::unprepare(state, &upload).await;
+            return Err(e.into());
         }
     };
     if row.status != UploadStatus::Pending {
@@ -198,6 +211,6 @@ pub async fn create_upload(
             row.id, row.status
         )));
     }
-    let grant = grant_for(state, &row)?;
+    let grant = grant_for(state, &row).await?;
     Ok((row, grant))
 }

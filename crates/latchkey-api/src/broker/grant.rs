@@ -6,16 +6,55 @@
 use latchkey_domain::{Mode, ObjectKey, Upload};
 use time::OffsetDateTime;
 
+use super::modes;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug)]
+/// What a client needs to send its bytes, whatever the mode. Each mode
+/// fills the parts it uses; the wire format (dto.rs) leaves the rest out.
+#[derive(Debug, Default)]
 pub struct Grant {
+    /// `PUT` (put, headers, proxy), `POST` (post), or the mode's name where
+    /// there is no single request (multipart, credentials).
     pub method: &'static str,
     pub url: String,
     /// Headers the client must send exactly as given (they are signed).
     pub headers: Vec<(String, String)>,
-    pub expires_at: OffsetDateTime,
+    /// Form fields for `post`, to send before the file field.
+    pub fields: Vec<(String, String)>,
+    pub multipart: Option<MultipartGrant>,
+    pub credentials: Option<CredentialsGrant>,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A multipart upload the broker created, with the first part URLs.
+#[derive(Debug, Default)]
+pub struct MultipartGrant {
+    pub part_size: u64,
+    pub part_count: u32,
+    pub parts: Vec<PartUrl>,
+}
+
+#[derive(Debug)]
+pub struct PartUrl {
+    pub number: u32,
+    pub url: String,
+    /// Signed headers the part request must carry (content-length, checksum).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Temporary credentials scoped to one user prefix.
+#[derive(Debug)]
+pub struct CredentialsGrant {
+    pub access_key_id: String,
+    pub secret_access_key: latchkey_domain::Secret,
+    pub session_token: latchkey_domain::Secret,
+    pub expiration: OffsetDateTime,
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Every key written with these credentials must start with this.
+    pub prefix: String,
 }
 
 /// The key a grant lets the client write: the upload's own key when the
@@ -28,45 +67,18 @@ pub fn upload_target(state: &AppState, upload: &Upload) -> ObjectKey {
     }
 }
 
-pub fn grant_for(state: &AppState, upload: &Upload) -> Result<Grant, ApiError> {
+/// The grant for a pending row. Async because some modes call the store or
+/// STS; deterministic for the single-request modes (see the module header).
+pub async fn grant_for(state: &AppState, upload: &Upload) -> Result<Grant, ApiError> {
     match upload.mode {
-        Mode::Put => put_grant(state, upload),
-        other => Err(ApiError::ModeNotAllowed(format!(
-            "mode {other} is not available yet"
-        ))),
+        Mode::Put => modes::put::grant(state, upload),
+        Mode::Post => modes::post::grant(state, upload),
+        Mode::Headers => modes::headers::grant(state, upload),
+        Mode::Multipart => modes::multipart::grant(state, upload).await,
+        Mode::Credentials => modes::credentials::grant(state, upload).await,
+        Mode::Proxy => modes::proxy::grant(state, upload),
+        Mode::Tus => Err(ApiError::ModeNotSupported(
+            "tus uploads are created at /tus/, not here".into(),
+        )),
     }
-}
-
-fn put_grant(state: &AppState, upload: &Upload) -> Result<Grant, ApiError> {
-    let caps = state.store.capabilities();
-    let mut headers: Vec<(String, String)> = vec![
-        ("content-type".into(), upload.content_type.to_string()),
-        ("content-length".into(), upload.size.to_string()),
-    ];
-    if let (Some(sha), true) = (upload.sha256, caps.checksum_sha256) {
-        headers.push(("x-amz-checksum-sha256".into(), sha.to_base64()));
-    }
-    if caps.if_none_match {
-        headers.push(("if-none-match".into(), "*".into()));
-    }
-    let ttl = (upload.expires_at - upload.created_at)
-        .whole_seconds()
-        .max(1) as u64;
-    let url = state
-        .endpoint
-        .object_url(upload_target(state, upload).as_str());
-    let signed: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let url = state
-        .signer
-        .presign("PUT", &url, &signed, &[], ttl, upload.created_at)
-        .map_err(|e| ApiError::Internal(format!("presign: {e}")))?;
-    Ok(Grant {
-        method: "PUT",
-        url,
-        headers,
-        expires_at: upload.expires_at,
-    })
 }

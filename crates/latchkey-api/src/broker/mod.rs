@@ -3,11 +3,12 @@
 
 mod commit;
 mod create;
-mod grant;
+pub mod grant;
+pub mod modes;
 
 pub use commit::{commit_upload, complete, delete, download};
 pub use create::{NewUpload, create_upload};
-pub use grant::{Grant, grant_for, upload_target};
+pub use grant::{CredentialsGrant, Grant, MultipartGrant, PartUrl, grant_for, upload_target};
 
 use latchkey_domain::{Upload, UploadId, UserId};
 

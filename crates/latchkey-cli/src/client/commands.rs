@@ -28,6 +28,9 @@ pub struct UploadArgs {
     /// Metadata to store with the upload; repeatable.
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_metadata)]
     pub metadata: Vec<(String, String)>,
+    /// How the bytes travel: put, post, headers, multipart, credentials, proxy.
+    #[arg(long, default_value = "put")]
+    pub mode: latchkey_domain::Mode,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -80,6 +83,7 @@ pub async fn upload(opts: &ClientOpts, args: &UploadArgs) -> Result<()> {
                 .as_deref()
                 .unwrap_or_else(|| guess_content_type(path)),
             metadata: metadata.as_ref(),
+            mode: args.mode,
         };
         let row = upload_file(&broker, path, &declared)
             .await

@@ -2,6 +2,7 @@
 //! the bytes straight to the store with exactly the signed headers, then ask
 //! the broker to commit.
 
+use latchkey_domain::Mode;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -26,6 +27,7 @@ pub struct Declared<'a> {
     pub profile: Option<&'a str>,
     pub content_type: &'a str,
     pub metadata: Option<&'a BTreeMap<String, String>>,
+    pub mode: Mode,
 }
 
 /// Uploads one file and returns the committed row.
@@ -50,14 +52,18 @@ pub async fn upload_file(broker: &Broker, path: &Path, declared: &Declared<'_>) 
             content_type: declared.content_type,
             size,
             sha256: &sha256,
-            mode: "put",
+            mode: declared.mode.as_str(),
             metadata: declared.metadata,
         })
         .await?;
     let created: Created =
         serde_json::from_value(created).context("unexpected grant from the broker")?;
 
-    if let Err(err) = put_to_store(broker.http(), path, size, &created).await {
+    let sent = match declared.mode {
+        Mode::Put => put_to_store(broker.http(), path, size, &created).await,
+        other => Err(anyhow!("this client cannot upload in mode {other} yet")),
+    };
+    if let Err(err) = sent {
         // Abort so the row does not sit pending until the reconciler expires
         // it; if that fails too, the reconciler still will, so the first
         // error is the one worth reporting.

@@ -150,7 +150,7 @@ async fn check_quota(
 async fn insert_row(conn: &mut PgConnection, row: &UploadRow) -> Result<Upload, LedgerError> {
     let sql = format!(
         "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING {UPLOAD_COLUMNS}"
+         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING {UPLOAD_COLUMNS}"
     );
     let result = sqlx::query_as::<_, UploadRow>(&sql)
         .bind(&row.id)
@@ -172,6 +172,7 @@ async fn insert_row(conn: &mut PgConnection, row: &UploadRow) -> Result<Upload, 
         .bind(row.expires_at)
         .bind(row.updated_at)
         .bind(row.committed_at)
+        .bind(&row.store_upload_id)
         .fetch_one(conn)
         .await;
     match result {

@@ -167,7 +167,7 @@ async fn check_quota(
 async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), LedgerError> {
     let sql = format!(
         "INSERT INTO uploads ({UPLOAD_COLUMNS}) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     );
     let result = sqlx::query(&sql)
         .bind(&row.id)
@@ -189,6 +189,7 @@ async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), 
         .bind(row.expires_at)
         .bind(row.updated_at)
         .bind(row.committed_at)
+        .bind(&row.store_upload_id)
         .execute(conn)
         .await;
     match result {

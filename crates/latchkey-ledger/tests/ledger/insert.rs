@@ -35,6 +35,7 @@ async fn every_field_round_trips(db: Db) {
     .collect();
     full.idempotency_key = Some("idem-1".to_owned());
     full.attached_ref = Some("post:42".to_owned());
+    full.store_upload_id = Some("2~mpu-Ünï/+=".to_owned());
     full.expires_at = full.created_at + Duration::hours(1);
     full.updated_at = full.created_at + Duration::milliseconds(7);
     full.committed_at = Some(full.created_at + Duration::seconds(3));

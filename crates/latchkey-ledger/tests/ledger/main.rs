@@ -131,6 +131,7 @@ pub fn upload(user_id: &str, profile_name: &str) -> Upload {
         expires_at: t + Duration::minutes(15),
         updated_at: t,
         committed_at: None,
+        store_upload_id: None,
     }
 }
 
