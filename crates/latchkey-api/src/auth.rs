@@ -26,6 +26,8 @@ pub struct AuthConfig {
     pub jwks: Option<JwkSet>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// `sha256:<hex>` hashes of the `lk_…` API keys app backends use.
+    pub api_keys: Vec<String>,
 }
 
 struct VerifyKey {
@@ -36,6 +38,8 @@ struct VerifyKey {
 
 pub struct Authenticator {
     keys: Vec<VerifyKey>,
+    /// SHA-256 of each accepted API key: the keys themselves are never kept.
+    api_keys: Vec<[u8; 32]>,
     issuer: Option<String>,
     audience: Option<String>,
 }
@@ -84,6 +88,16 @@ impl Authenticator {
                 });
             }
         }
+        let mut api_keys = Vec::new();
+        for entry in &cfg.api_keys {
+            let hex_part = entry.strip_prefix("sha256:").ok_or_else(|| {
+                AuthSetupError("auth.api_keys entries are sha256:<hex> (see `latchkey apikey`)".into())
+            })?;
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(hex_part, &mut h)
+                .map_err(|_| AuthSetupError("auth.api_keys: malformed sha256 hex".into()))?;
+            api_keys.push(h);
+        }
         if keys.is_empty() {
             return Err(AuthSetupError(
                 "no way to verify tokens: set auth.jwt_secret or auth.jwks_file".into(),
@@ -91,9 +105,21 @@ impl Authenticator {
         }
         Ok(Self {
             keys,
+            api_keys,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
         })
+    }
+
+    /// Whether `token` is one of the configured API keys (compared by hash,
+    /// in constant time).
+    pub fn is_api_key(&self, token: &str) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let h: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        self.api_keys
+            .iter()
+            .fold(false, |hit, k| hit | bool::from(k.ct_eq(&h)))
     }
 
     /// Verifies a bearer token and returns its subject.
@@ -181,17 +207,68 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::Unauthorized("Authorization must be a Bearer token".into()))?;
-        state.auth.verify(token.trim()).map(AuthUser)
+        let token = bearer(parts)?;
+        if token.starts_with(API_KEY_PREFIX) {
+            // An app backend acting for one of its users.
+            if !state.auth.is_api_key(token) {
+                return Err(ApiError::Unauthorized("unknown API key".into()));
+            }
+            let user = acting_user(parts)?.ok_or_else(|| {
+                ApiError::InvalidRequest("an API key acts for a user: send X-Latchkey-User".into())
+            })?;
+            return Ok(AuthUser(user));
+        }
+        state.auth.verify(token).map(AuthUser)
+    }
+}
+
+/// API keys look like `lk_<random>`; anything else is taken for a JWT.
+pub const API_KEY_PREFIX: &str = "lk_";
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::Unauthorized("Authorization must be a Bearer token".into()))
+}
+
+/// The user named by `X-Latchkey-User`, when the header is present.
+fn acting_user(parts: &Parts) -> Result<Option<UserId>, ApiError> {
+    let Some(v) = parts.headers.get("x-latchkey-user") else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::InvalidRequest("X-Latchkey-User must be ASCII".into()))?;
+    UserId::parse(s)
+        .map(Some)
+        .map_err(|e| ApiError::InvalidRequest(format!("X-Latchkey-User: {e}")))
+}
+
+/// The app's own backend, authenticated by an API key; optionally acting for
+/// one user (`X-Latchkey-User`), which then scopes what it can reach.
+pub struct Backend {
+    pub acting_for: Option<UserId>,
+}
+
+impl FromRequestParts<Arc<AppState>> for Backend {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if !token.starts_with(API_KEY_PREFIX) {
+            return Err(ApiError::Forbidden("this route is for app backends: use an lk_ API key".into()));
+        }
+        if !state.auth.is_api_key(token) {
+            return Err(ApiError::Unauthorized("unknown API key".into()));
+        }
+        Ok(Backend { acting_for: acting_user(parts)? })
     }
 }

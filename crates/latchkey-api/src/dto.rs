@@ -32,10 +32,49 @@ pub struct CreateUploadRequest {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-/// The optional body of `complete` (multipart parts will go here).
+/// The optional body of `complete`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CompleteRequest {}
+pub struct CompleteRequest {
+    /// Multipart only: every part with the ETag the store answered its PUT
+    /// with. When given, the broker checks them against the store's list.
+    pub parts: Option<Vec<CompletePart>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletePart {
+    pub number: u32,
+    pub etag: String,
+}
+
+/// The body of `POST /v1/uploads/{id}/parts`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartNumbersRequest {
+    /// Part numbers, 1 to the grant's `part_count`; at most 1000.
+    pub numbers: Vec<u32>,
+}
+
+/// Presigned URLs for the parts asked for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartUrlList {
+    pub parts: Vec<PartView>,
+}
+
+/// A part the store holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoredPartView {
+    pub number: u32,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// The parts the store holds for a pending multipart upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoredPartList {
+    pub parts: Vec<StoredPartView>,
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -32,6 +32,8 @@ pub enum ApiError {
     MetadataTooLarge(String),
     #[error("{0}")]
     QuotaExceeded(String),
+    #[error("too many grant requests; retry in {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("the Idempotency-Key was already used for a different request")]
     IdempotencyMismatch,
     #[error("no object has been uploaded for this grant yet")]
@@ -47,7 +49,21 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidState(String),
     #[error("{0}")]
+    AlreadyAttached(String),
+    #[error("{0}")]
     VariantNotFound(String),
+    /// Multipart: a part is missing, has the wrong size, or another ETag.
+    #[error("{0}")]
+    PartsIncomplete(String),
+    /// Proxy: the body is longer than the upload declared.
+    #[error("{0}")]
+    BodyTooLarge(String),
+    /// Proxy: the body's Content-Type is not the declared one.
+    #[error("{0}")]
+    BodyTypeMismatch(String),
+    /// Proxy: the body came without a Content-Length.
+    #[error("{0}")]
+    LengthRequired(String),
     #[error("the object store is unavailable; try again shortly")]
     StoreUnavailable,
     #[error("the ledger database is unavailable; try again shortly")]
@@ -111,6 +127,7 @@ impl ApiError {
                 "metadata_too_large",
                 "Metadata too large",
             ),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limited"),
             QuotaExceeded(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "quota_exceeded",
@@ -134,11 +151,32 @@ impl ApiError {
                 "Checksum mismatch",
             ),
             Expired(_) => (StatusCode::GONE, "expired", "Grant expired"),
+            AlreadyAttached(_) => (StatusCode::CONFLICT, "already_attached", "Already attached"),
             InvalidState(_) => (StatusCode::CONFLICT, "invalid_state", "Invalid state"),
             VariantNotFound(_) => (
                 StatusCode::NOT_FOUND,
                 "variant_not_found",
                 "No such variant",
+            ),
+            PartsIncomplete(_) => (
+                StatusCode::CONFLICT,
+                "parts_incomplete",
+                "Parts incomplete",
+            ),
+            BodyTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "Body too large",
+            ),
+            BodyTypeMismatch(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "type_mismatch",
+                "Content type mismatch",
+            ),
+            LengthRequired(_) => (
+                StatusCode::LENGTH_REQUIRED,
+                "length_required",
+                "Content-Length required",
             ),
             StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -180,6 +218,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let ApiError::RateLimited { retry_after_secs } = &self {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -8,6 +8,8 @@ pub mod dto;
 pub mod error;
 mod json;
 pub mod metrics;
+pub mod ratelimit;
+pub mod s3_events;
 pub mod openapi;
 mod routes;
 pub mod state;

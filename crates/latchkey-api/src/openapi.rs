@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{ops, uploads};
+use crate::routes::{attach, events, ops, uploads};
 
 /// The name handlers use in `security((…))`.
 pub const BEARER: &str = "bearer";
@@ -79,6 +79,8 @@ impl Modify for BearerAuth {
         uploads::remove,
         uploads::complete,
         uploads::download,
+        attach::attach,
+        events::s3,
         ops::time,
         ops::healthz,
         ops::readyz,
@@ -89,6 +91,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "uploads", description = "Grants, commits and downloads"),
+        (name = "events", description = "Store event notifications"),
         (name = "ops", description = "Clock, health, metrics and this document"),
     )
 )]

@@ -22,6 +22,12 @@ pub struct Limits {
     pub max_page: u32,
     /// Largest JSON request body accepted.
     pub json_body_bytes: usize,
+    /// Part size for multipart uploads (at least S3's 5 MiB); grown for
+    /// files that would otherwise need more than 10,000 parts.
+    pub part_size: u64,
+    /// Proxied bodies up to this size go to the store as one streamed
+    /// PutObject; larger ones as a multipart upload.
+    pub proxy_single_put_max: u64,
 }
 
 impl Default for Limits {
@@ -30,8 +36,23 @@ impl Default for Limits {
             download_ttl: Duration::from_secs(300),
             max_page: 100,
             json_body_bytes: 64 * 1024,
+            part_size: 8 * 1024 * 1024,
+            proxy_single_put_max: 16 * 1024 * 1024,
         }
     }
+}
+
+/// Who may post store event notifications (`POST /v1/events/s3`).
+#[derive(Clone, Debug, Default)]
+pub struct EventSettings {
+    /// Shared secret: `Authorization: Bearer <token>` or `?token=<token>`
+    /// (SNS cannot send headers). No token, no event endpoint.
+    pub token: Option<latchkey_domain::Secret>,
+    /// Hosts an SNS `SubscribeURL` may point at (suffix match), so a forged
+    /// confirmation cannot make the broker fetch arbitrary URLs.
+    pub subscribe_hosts: Vec<String>,
+    /// Events for other buckets are ignored.
+    pub bucket: String,
 }
 
 pub struct AppState {
@@ -41,6 +62,8 @@ pub struct AppState {
     pub signer: Signer,
     /// The store as clients reach it (may differ from how the broker does).
     pub endpoint: Endpoint,
+    /// The broker's own URL as clients reach it (proxy grants point here).
+    pub public_url: String,
     pub profiles: BTreeMap<String, Profile>,
     /// Used when a request names no profile.
     pub default_profile: String,
@@ -48,4 +71,8 @@ pub struct AppState {
     pub limits: Limits,
     /// This broker's own registry, rendered at `/metrics`.
     pub metrics: Metrics,
+    /// Store event notifications.
+    pub events: EventSettings,
+    /// Per-user limit on grant creation; `None` means unlimited.
+    pub grant_limiter: Option<crate::ratelimit::GrantLimiter>,
 }

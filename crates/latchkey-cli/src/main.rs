@@ -55,6 +55,8 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Make a new API key for an app backend (prints the key and the line for the config).
+    Apikey,
     /// Apply ledger migrations and exit (for deploys that migrate as a step).
     Migrate,
     /// Run the reconciler: commit uploads whose object arrived, expire the rest.
@@ -221,6 +223,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Apikey => {
+            let (key, entry) = latchkey_server::secrets::new_api_key();
+            println!("API key (give it to your backend; it is not stored anywhere):\n  {key}");
+            println!("add to latchkey.toml:\n  [auth]\n  api_keys = [\"{entry}\"]");
+            Ok(())
+        }
         Command::Migrate => {
             let config = load_config(&cli, None, None)?;
             latchkey_server::telemetry::init(&config.log);
@@ -241,7 +249,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let r = app.reconcile_once().await?;
             println!(
                 "{}",
-                serde_json::json!({"ran": r.ran, "committed": r.committed, "expired": r.expired, "deferred": r.deferred})
+                serde_json::json!({
+                    "ran": r.ran,
+                    "committed": r.committed,
+                    "expired": r.expired,
+                    "deferred": r.deferred,
+                    "unattached": r.unattached,
+                })
             );
             Ok(())
         }

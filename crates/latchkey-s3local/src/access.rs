@@ -13,13 +13,23 @@ use s3s::S3Result;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::s3_error;
 
-pub(crate) struct Access;
+pub(crate) struct Access {
+    /// Checks requests signed with temporary (write-only) keys.
+    pub(crate) temporary: std::sync::Arc<latchkey_sigv4::temporary::TokenKey>,
+    pub(crate) bucket: String,
+}
 
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         if cx.credentials().is_none() {
             return Err(s3_error!(AccessDenied, "Signature is required"));
+        }
+        if cx
+            .credentials()
+            .is_some_and(|c| crate::temporary::is_temporary(&c.access_key))
+        {
+            crate::temporary::check(&self.temporary, &self.bucket, cx)?;
         }
         for (name, value) in cx.headers() {
             let name = name.as_str();
@@ -32,6 +42,13 @@ impl S3Access for Access {
             }
         }
         Ok(())
+    }
+
+    async fn post_object(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::PostObjectInput>,
+    ) -> S3Result<()> {
+        crate::post::refuse_uncovered_fields(&req.input)
     }
 }
 

@@ -15,7 +15,10 @@
 //! - `list`: `ListObjectsV2` / `ListObjects` paging over the index.
 //! - `multipart`: multipart uploads; `multipart::listing` lists parts/uploads.
 //! - `access`: what every request must satisfy before an operation runs.
+//! - `post`: what s3s leaves to us for browser POST uploads.
 //! - `server`: the hyper accept loop and the CORS layer around the service.
+//! - `temporary`: the write-only temporary keys the broker mints (the
+//!   `credentials` grant mode): auth and the prefix/operation check.
 
 mod access;
 mod backend;
@@ -23,7 +26,9 @@ mod disk;
 mod ingest;
 mod list;
 mod multipart;
+mod post;
 mod server;
+mod temporary;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 //! store has one bucket whose only callers hold presigned URLs, so any origin
 //! may send them. Preflights never reach s3s (they carry no signature).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Method};
@@ -12,7 +13,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,6 +21,9 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer};
 use crate::LocalStoreConfig;
 use crate::access::Access;
 use crate::backend::Backend;
+use crate::temporary::Auth;
+use latchkey_sigv4::temporary::TokenKey;
+use crate::post::PostAnswers;
 
 /// How long open requests may run on after shutdown is asked for.
 const GRACE: Duration = Duration::from_secs(10);
@@ -28,7 +31,7 @@ const GRACE: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
 
-pub(crate) type Service = Cors<S3Service>;
+pub(crate) type Service = Cors<PostAnswers<S3Service>>;
 
 pub(crate) fn cors_layer() -> CorsLayer {
     CorsLayer::new()
@@ -52,12 +55,17 @@ pub(crate) fn cors_layer() -> CorsLayer {
 
 pub(crate) fn build_service(backend: Backend, cfg: &LocalStoreConfig) -> Service {
     let mut builder = S3ServiceBuilder::new(backend);
-    builder.set_auth(SimpleAuth::from_single(
+    let temporary = Arc::new(TokenKey::derive(&cfg.secret_access_key));
+    builder.set_auth(Auth::new(
         cfg.access_key_id.clone(),
-        cfg.secret_access_key.expose(),
+        cfg.secret_access_key.clone(),
+        temporary.clone(),
     ));
-    builder.set_access(Access);
-    tower::Layer::layer(&cors_layer(), builder.build())
+    builder.set_access(Access {
+        temporary,
+        bucket: cfg.bucket.clone(),
+    });
+    tower::Layer::layer(&cors_layer(), PostAnswers(builder.build()))
 }
 
 pub(crate) async fn run(listener: TcpListener, service: Service, mut stop: watch::Receiver<()>) {

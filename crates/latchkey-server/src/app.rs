@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use latchkey_api::ratelimit::GrantLimiter;
+use latchkey_api::state::EventSettings;
 use latchkey_api::{AppState, AuthConfig, Authenticator, Limits};
 use latchkey_domain::Secret;
 use latchkey_s3local::{LocalStore, LocalStoreConfig, StoreHandle};
@@ -32,6 +34,13 @@ pub struct Application {
     grace: Duration,
     /// The HS256 secret `latchkey token` signs with (dev mode or configured).
     pub token_secret: Option<Secret>,
+}
+
+fn grant_limiter(config: &Config) -> Option<GrantLimiter> {
+    let l = &config.limits;
+    let per_minute = std::num::NonZeroU32::new(l.grants_per_minute)?;
+    let burst = std::num::NonZeroU32::new(l.grant_burst.max(1))?;
+    Some(GrantLimiter::new(per_minute, burst))
 }
 
 /// Settings of the background workers, resolved from config.
@@ -158,6 +167,7 @@ fn auth_config(config: &Config, dev: &DevSecrets) -> anyhow::Result<(AuthConfig,
         jwks,
         issuer: a.issuer.clone(),
         audience: a.audience.clone(),
+        api_keys: a.api_keys.clone(),
     };
     Ok((cfg, hs))
 }
@@ -196,20 +206,11 @@ impl Application {
             download_ttl: config.limits.download_ttl_duration()?,
             max_page: config.limits.max_page.max(1),
             json_body_bytes: config.limits.json_body.0 as usize,
+            part_size: config.limits.part_size.0.max(5 * 1024 * 1024),
+            proxy_single_put_max: config.limits.proxy_single_put.0,
         };
-        // One registry per Application: see latchkey_api::metrics.
-        let metrics = latchkey_api::Metrics::new();
-        let state = Arc::new(AppState {
-            ledger: metrics.ledger(ledger),
-            store: metrics.store(Arc::new(store)),
-            signer,
-            endpoint,
-            profiles,
-            default_profile: config.default_profile.clone(),
-            auth,
-            limits,
-            metrics,
-        });
+        // Bound before the state is built: proxy grants carry the broker's
+        // public URL, which defaults to the bound address.
         let listener = bind(&config.server.listen, "broker").await?;
         let broker_addr = listener.local_addr()?;
         let public_url = config
@@ -217,6 +218,26 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{broker_addr}"));
+        // One registry per Application: see latchkey_api::metrics.
+        let metrics = latchkey_api::Metrics::new();
+        let state = Arc::new(AppState {
+            ledger: metrics.ledger(ledger),
+            store: metrics.store(Arc::new(store)),
+            signer,
+            endpoint,
+            public_url: public_url.clone(),
+            profiles,
+            default_profile: config.default_profile.clone(),
+            auth,
+            limits,
+            metrics,
+            events: EventSettings {
+                token: config.events.token.clone(),
+                subscribe_hosts: config.events.subscribe_hosts.clone(),
+                bucket: config.store.bucket.clone(),
+            },
+            grant_limiter: grant_limiter(&config),
+        });
         let router = layers(latchkey_api::router(state.clone()));
         Ok(Application {
             state,
@@ -260,6 +281,17 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         if let Some((every, grace)) = self.workers.reconciler {
             tasks.spawn(reconciler::run(self.state.clone(), holder, every, grace));
+        }
+        if self.state.grant_limiter.is_some() {
+            let state = self.state.clone();
+            tasks.spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    if let Some(l) = &state.grant_limiter {
+                        l.shrink();
+                    }
+                }
+            });
         }
         if let Some((sender, poll)) = self.workers.webhooks {
             tasks.spawn(webhooks::run(self.state.ledger.clone(), sender, poll));

@@ -28,6 +28,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub webhooks: WebhookConfig,
     pub reconciler: ReconcilerConfig,
+    pub events: EventsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
     /// Overrides of the built-in `photo` and `file` profiles, and new ones.
@@ -45,6 +46,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             webhooks: WebhookConfig::default(),
             reconciler: ReconcilerConfig::default(),
+            events: EventsConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             profiles: BTreeMap::new(),
@@ -88,6 +90,22 @@ impl Default for LedgerConfig {
             migrate: true,
             max_connections: 16,
         }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Shared secret for `POST /v1/events/s3` (as `Authorization: Bearer`
+    /// or `?token=`); unset, the endpoint refuses every notification.
+    pub token: Option<Secret>,
+    /// Hosts an SNS SubscribeURL may point at (suffix match, https only).
+    pub subscribe_hosts: Vec<String>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { token: None, subscribe_hosts: vec!["amazonaws.com".into()] }
     }
 }
 
@@ -217,6 +235,16 @@ pub struct LimitsConfig {
     pub json_body: ByteSize,
     /// Largest page of `GET /v1/uploads`.
     pub max_page: u32,
+    /// Grants one user may create per minute on one instance (0 = no limit).
+    pub grants_per_minute: u32,
+    /// How many grants a user may ask for at once before the rate applies.
+    pub grant_burst: u32,
+    /// Multipart part size (at least 5 MiB, S3's minimum); grown for files
+    /// that would need more than 10,000 parts.
+    pub part_size: ByteSize,
+    /// Proxied uploads up to this size are one streamed PutObject; larger
+    /// ones go to the store as a multipart upload.
+    pub proxy_single_put: ByteSize,
 }
 
 impl Default for LimitsConfig {
@@ -225,6 +253,10 @@ impl Default for LimitsConfig {
             download_ttl: "5m".into(),
             json_body: ByteSize(64 * 1024),
             max_page: 100,
+            grants_per_minute: 120,
+            grant_burst: 60,
+            part_size: ByteSize(8 * 1024 * 1024),
+            proxy_single_put: ByteSize(16 * 1024 * 1024),
         }
     }
 }

@@ -56,6 +56,15 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<DevSecrets> {
     })
 }
 
+/// A fresh `lk_…` API key and the `sha256:<hex>` entry that lets the broker
+/// recognise it without storing it.
+pub fn new_api_key() -> (String, String) {
+    use sha2::Digest;
+    let key = format!("lk_{}", random_hex(24));
+    let hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    (key, format!("sha256:{hash}"))
+}
+
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     #[cfg(unix)]

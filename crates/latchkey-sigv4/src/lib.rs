@@ -17,6 +17,7 @@ pub mod endpoint;
 mod normalize;
 pub mod post;
 pub mod signer;
+pub mod temporary;
 mod url;
 
 pub use canonical::{

@@ -8,8 +8,11 @@
 //! [`Capabilities`].
 
 mod capabilities;
+mod multipart;
 pub mod probe;
 mod s3;
+mod stream;
+pub mod temporary;
 
 pub use capabilities::Capabilities;
 pub use probe::{ProbeReport, ProbeResult, ProbeRow, ProbeTarget, probe};
@@ -31,6 +34,19 @@ pub struct ObjectMeta {
     pub sha256: Option<Sha256Digest>,
     pub last_modified: Option<OffsetDateTime>,
 }
+
+/// One part of a multipart upload, as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub number: u32,
+    pub size: u64,
+    /// Without the surrounding quotes.
+    pub etag: String,
+}
+
+/// A request body the broker streams to the store, chunk by chunk. An error
+/// from the stream aborts the request (the store keeps nothing).
+pub type ByteBody = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,4 +75,65 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Checks that the bucket is reachable with the broker's credentials.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Starts a multipart upload at `key` and returns its upload id.
+    async fn create_multipart(&self, key: &ObjectKey, content_type: &str)
+    -> Result<String, StoreError>;
+
+    /// Every part the store holds for the upload, in part-number order
+    /// (all pages). `Ok(None)` when the store does not know the upload id:
+    /// it was completed, aborted, or never existed.
+    async fn list_parts(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<Option<Vec<Part>>, StoreError>;
+
+    /// Completes the upload from exactly `parts` and returns the object's
+    /// ETag; `Ok(None)` when the store no longer knows the upload id.
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[Part],
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Aborting an upload the store no longer knows succeeds.
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError>;
+
+    /// One PutObject whose body is streamed: exactly `length` bytes, with
+    /// the declared SHA-256 for the store to check when given. Returns the
+    /// ETag.
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        length: u64,
+        sha256: Option<Sha256Digest>,
+        body: ByteBody,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// One streamed part of `length` bytes; returns its ETag.
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        number: u32,
+        length: u64,
+        body: ByteBody,
+    ) -> Result<String, StoreError>;
+
+    /// The SHA-256 of a stored object, read back in chunks (for objects the
+    /// store cannot report one for, such as completed multipart uploads).
+    /// `Ok(None)` when the object does not exist.
+    async fn sha256(&self, key: &ObjectKey) -> Result<Option<Sha256Digest>, StoreError>;
+
+    /// Write-only credentials for keys under `req.prefix` (the `credentials`
+    /// grant mode): minted for the embedded store, STS `AssumeRole` on
+    /// AWS/MinIO/Ceph. A store with neither answers `Refused` (the broker
+    /// checks the `temporary_credentials` capability first).
+    async fn temporary_credentials(
+        &self,
+        req: &temporary::CredentialRequest<'_>,
+    ) -> Result<temporary::TemporaryCredentials, StoreError>;
 }

@@ -8,7 +8,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use latchkey_domain::{ObjectKey, Secret, Sha256Digest};
 use time::OffsetDateTime;
 
-use crate::{Capabilities, ObjectMeta, ObjectStore, StoreError};
+use crate::{ByteBody, Capabilities, ObjectMeta, ObjectStore, Part, StoreError};
 
 /// How to reach the store as the broker.
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
     capabilities: Capabilities,
+    /// Where `credentials`-mode grants come from, when the store has a source.
+    issuer: Option<crate::temporary::CredentialIssuer>,
 }
 
 impl S3Store {
@@ -48,17 +50,28 @@ impl S3Store {
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: cfg.bucket.clone(),
             capabilities: cfg.capabilities.clone(),
+            issuer: None,
         }
+    }
+
+    /// Enables [`ObjectStore::temporary_credentials`].
+    pub fn with_temporary_credentials(mut self, issuer: crate::temporary::CredentialIssuer) -> Self {
+        self.issuer = Some(issuer);
+        self
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
     }
+
+    pub(crate) fn bucket(&self) -> &str {
+        &self.bucket
+    }
 }
 
 /// Sorts SDK failures into "retry later" and "refused". The message keeps
 /// the S3 error code but never the request (which could carry a signature).
-fn classify<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+pub(crate) fn classify<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata,
 {
@@ -96,6 +109,18 @@ fn uri_encode_key(key: &str) -> String {
 impl ObjectStore for S3Store {
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    async fn temporary_credentials(
+        &self,
+        req: &crate::temporary::CredentialRequest<'_>,
+    ) -> Result<crate::temporary::TemporaryCredentials, StoreError> {
+        match &self.issuer {
+            Some(issuer) => issuer.issue(req).await,
+            None => Err(StoreError::Refused(
+                "this store has no source of temporary credentials".into(),
+            )),
+        }
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
@@ -164,5 +189,62 @@ impl ObjectStore for S3Store {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StoreError> {
+        self.create_multipart_impl(key, content_type).await
+    }
+
+    async fn list_parts(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<Option<Vec<Part>>, StoreError> {
+        self.list_parts_impl(key, upload_id).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[Part],
+    ) -> Result<Option<String>, StoreError> {
+        self.complete_multipart_impl(key, upload_id, parts).await
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
+        self.abort_multipart_impl(key, upload_id).await
+    }
+
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        length: u64,
+        sha256: Option<Sha256Digest>,
+        body: ByteBody,
+    ) -> Result<Option<String>, StoreError> {
+        self.put_stream_impl(key, content_type, length, sha256, body)
+            .await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        number: u32,
+        length: u64,
+        body: ByteBody,
+    ) -> Result<String, StoreError> {
+        self.upload_part_impl(key, upload_id, number, length, body)
+            .await
+    }
+
+    async fn sha256(&self, key: &ObjectKey) -> Result<Option<Sha256Digest>, StoreError> {
+        self.sha256_impl(key).await
     }
 }

@@ -2,12 +2,13 @@
 //! HEAD plus one compare-and-set in the ledger, so however many callers race,
 //! exactly one moves the row and all of them see the same final row.
 
-use latchkey_domain::{Upload, UploadStatus, UserId};
+use latchkey_domain::{Mode, Upload, UploadStatus, UserId};
 use latchkey_ledger::Changes;
 use latchkey_store::ObjectMeta;
 use time::OffsetDateTime;
 
-use super::{get_owned, upload_target};
+use super::modes::multipart::{self, ClientPart};
+use super::{get_owned, modes, upload_target};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -68,8 +69,18 @@ fn settled(upload: Upload) -> Result<Upload, ApiError> {
     }
 }
 
-pub async fn complete(state: &AppState, user: &UserId, id: &str) -> Result<Upload, ApiError> {
+/// `parts`: a multipart client's list of `{number, etag}`, checked against
+/// what the store holds before anything is assembled.
+pub async fn complete(
+    state: &AppState,
+    user: &UserId,
+    id: &str,
+    parts: Option<&[ClientPart]>,
+) -> Result<Upload, ApiError> {
     let upload = get_owned(state, user, id).await?;
+    if let Some(parts) = parts {
+        multipart::check_client_parts(state, &upload, parts).await?;
+    }
     commit_upload(state, upload).await
 }
 
@@ -79,8 +90,15 @@ pub async fn commit_upload(state: &AppState, upload: Upload) -> Result<Upload, A
     if upload.status != UploadStatus::Pending {
         return settled(upload);
     }
+    // A multipart upload is assembled first (its parts all checked); the
+    // object it makes is then verified like any other.
+    let measured_sha256 = if upload.mode == Mode::Multipart {
+        multipart::assemble(state, &upload).await?
+    } else {
+        None
+    };
     let target = upload_target(state, &upload);
-    let Some(meta) = state.store.head(&target).await? else {
+    let Some(mut meta) = state.store.head(&target).await? else {
         // A concurrent commit may have promoted and removed the staging
         // object a moment ago: the row then says so.
         let row = reread(state, &upload).await?;
@@ -89,6 +107,9 @@ pub async fn commit_upload(state: &AppState, upload: Upload) -> Result<Upload, A
             _ => settled(row),
         };
     };
+    if meta.sha256.is_none() {
+        meta.sha256 = measured_sha256;
+    }
     let now = OffsetDateTime::now_utc();
     if let Err(problem) = verify(&upload, &meta) {
         // The bytes break the grant: the row is rejected and the object
@@ -169,6 +190,10 @@ pub async fn delete(state: &AppState, user: &UserId, id: &str) -> Result<Upload,
         Some(row) => row,
         None => return Box::pin(delete(state, user, id)).await,
     };
+    if upload.status == UploadStatus::Pending {
+        // A multipart upload's parts go with it.
+        modes::unprepare(state, &upload).await;
+    }
     // The row changes first: if a delete below fails, the reconciler sees
     // an object whose row is final and removes it.
     state.store.delete(&upload.key).await?;

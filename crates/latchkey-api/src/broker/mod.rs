@@ -1,11 +1,14 @@
 //! The upload flow itself — grants, commit, delete, download — written
 //! against the ledger and store traits only. No JSON here: routes translate.
 
+mod attach;
 mod commit;
+pub mod events;
 mod create;
 pub mod grant;
 pub mod modes;
 
+pub use attach::attach;
 pub use commit::{commit_upload, complete, delete, download};
 pub use create::{NewUpload, create_upload};
 pub use grant::{CredentialsGrant, Grant, MultipartGrant, PartUrl, grant_for, upload_target};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use latchkey_domain::{ObjectKey, ProfileName, Upload, UploadId, UploadStatus, UserId};
 use latchkey_ledger::{Changes, Inserted, LedgerError, ListFilter, OutboxEvent, Quota, UploadRepo};
-use latchkey_store::{Capabilities, ObjectMeta, ObjectStore, StoreError};
+use latchkey_store::{ByteBody, Capabilities, ObjectMeta, ObjectStore, Part, StoreError};
 use metrics::{counter, histogram};
 use time::OffsetDateTime;
 
@@ -249,6 +249,103 @@ impl ObjectStore for TimedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.metrics
             .timed(STORE_DURATION, "ping", self.inner.ping())
+            .await
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "create_multipart",
+                self.inner.create_multipart(key, content_type),
+            )
+            .await
+    }
+
+    async fn list_parts(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<Option<Vec<Part>>, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "list_parts",
+                self.inner.list_parts(key, upload_id),
+            )
+            .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[Part],
+    ) -> Result<Option<String>, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "complete_multipart",
+                self.inner.complete_multipart(key, upload_id, parts),
+            )
+            .await
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "abort_multipart",
+                self.inner.abort_multipart(key, upload_id),
+            )
+            .await
+    }
+
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        length: u64,
+        sha256: Option<latchkey_domain::Sha256Digest>,
+        body: ByteBody,
+    ) -> Result<Option<String>, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "put_stream",
+                self.inner
+                    .put_stream(key, content_type, length, sha256, body),
+            )
+            .await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        number: u32,
+        length: u64,
+        body: ByteBody,
+    ) -> Result<String, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "upload_part",
+                self.inner.upload_part(key, upload_id, number, length, body),
+            )
+            .await
+    }
+
+    async fn sha256(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<latchkey_domain::Sha256Digest>, StoreError> {
+        self.metrics
+            .timed(STORE_DURATION, "sha256", self.inner.sha256(key))
             .await
     }
 }

@@ -1,5 +1,7 @@
 //! The HTTP surface: one module per group of routes.
 
+pub(crate) mod attach;
+pub(crate) mod events;
 pub(crate) mod ops;
 pub(crate) mod uploads;
 
@@ -47,6 +49,8 @@ pub(crate) fn routes() -> Routes {
     .add(Method::DELETE, "/v1/uploads/{id}", uploads::remove)
     .add(Method::POST, "/v1/uploads/{id}/complete", uploads::complete)
     .add(Method::GET, "/v1/uploads/{id}/download", uploads::download)
+    .add(Method::POST, "/v1/uploads/{id}/attach", attach::attach)
+    .add(Method::POST, "/v1/events/s3", events::s3)
     .add(Method::GET, "/healthz", ops::healthz)
     .add(Method::GET, "/readyz", ops::readyz)
     .add(Method::GET, "/metrics", ops::metrics)

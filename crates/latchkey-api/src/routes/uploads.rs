@@ -43,9 +43,9 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         description = "1-255 visible ASCII characters; a retry with the same key and body returns the same upload")),
     responses(
         (status = 201, description = "Upload reserved; send the bytes as `grant` says", body = CreatedUpload),
-        (status = 400, description = "`invalid_request`, `unknown_profile`, `mode_not_allowed`, `type_not_allowed`, `too_large`, `too_small`, `metadata_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`, `unknown_profile`, `mode_not_allowed`, `mode_not_supported`, `type_not_allowed`, `too_large`, `too_small`, `metadata_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`quota_exceeded`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`quota_exceeded`, `rate_limited`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`invalid_state`: the key was used for an upload that has moved on", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`idempotency_mismatch`", body = Problem, content_type = "application/problem+json"),
     ),
@@ -119,13 +119,13 @@ pub async fn show(
     operation_id = "completeUpload",
     tag = "uploads",
     params(("id" = String, Path, description = "Upload id")),
-    request_body(content = Option<CompleteRequest>, description = "Optional; `{}` or no body"),
+    request_body(content = Option<CompleteRequest>, description = "Optional; `{}` or no body. Multipart uploads may list their parts with ETags"),
     responses(
         (status = 200, description = "The committed upload", body = UploadView),
         (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`object_missing`, `size_mismatch`, `type_mismatch`, `checksum_mismatch`, `invalid_state`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`object_missing`, `size_mismatch`, `type_mismatch`, `checksum_mismatch`, `invalid_state`; multipart: `parts_incomplete` (a part is missing, has the wrong size or another ETag; the upload stays pending)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`expired`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
@@ -139,11 +139,21 @@ pub async fn complete(
 ) -> Result<Json<UploadView>, ApiError> {
     // The body is optional (plain uploads send none); when present it must
     // be a valid request, so typos are not silently ignored.
-    if !body.iter().all(u8::is_ascii_whitespace) {
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        CompleteRequest::default()
+    } else {
         serde_json::from_slice::<CompleteRequest>(&body)
-            .map_err(|e| ApiError::InvalidRequest(format!("complete body: {e}")))?;
-    }
-    let row = broker::complete(&state, &user, &id).await?;
+            .map_err(|e| ApiError::InvalidRequest(format!("complete body: {e}")))?
+    };
+    let parts: Option<Vec<broker::modes::multipart::ClientPart>> = req.parts.map(|ps| {
+        ps.into_iter()
+            .map(|p| broker::modes::multipart::ClientPart {
+                number: p.number,
+                etag: p.etag,
+            })
+            .collect()
+    });
+    let row = broker::complete(&state, &user, &id, parts.as_deref()).await?;
     Ok(Json(UploadView::from(&row)))
 }
 

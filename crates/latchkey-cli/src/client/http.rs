@@ -39,6 +39,9 @@ pub struct PutGrant {
     pub url: String,
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Form fields for a `post` grant, sent before the file.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 /// One page of `GET /v1/uploads`.

@@ -6,6 +6,7 @@
 mod commands;
 mod download;
 mod http;
+mod post;
 /// Reachable for callers that want to downcast an error to [`problem::ProblemError`]
 /// (say, to pick an exit code from its `code`).
 pub mod problem;

@@ -60,7 +60,9 @@ pub async fn upload_file(broker: &Broker, path: &Path, declared: &Declared<'_>) 
         serde_json::from_value(created).context("unexpected grant from the broker")?;
 
     let sent = match declared.mode {
-        Mode::Put => put_to_store(broker.http(), path, size, &created).await,
+        // A headers grant is a PUT too, only signed in headers, not the URL.
+        Mode::Put | Mode::Headers => put_to_store(broker.http(), path, size, &created).await,
+        Mode::Post => super::post::post_to_store(broker.http(), path, size, &created).await,
         other => Err(anyhow!("this client cannot upload in mode {other} yet")),
     };
     if let Err(err) = sent {

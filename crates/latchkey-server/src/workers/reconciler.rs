@@ -22,6 +22,9 @@ pub struct PassReport {
     pub expired: usize,
     /// Rows left for a later pass (store unavailable, say).
     pub deferred: usize,
+    /// Committed uploads deleted because their profile requires attach and
+    /// none came within `unattached_ttl`.
+    pub unattached: usize,
     /// False when another instance held the lease.
     pub ran: bool,
 }
@@ -74,18 +77,41 @@ pub async fn pass(state: &AppState, holder: &str, grace: Duration) -> anyhow::Re
             Err(_) => {}
         }
     }
+    report.unattached = sweep_unattached(state, now).await?;
     state.ledger.release_lease("reconciler", holder).await?;
     Ok(report)
+}
+
+/// Deletes committed uploads of attach-requiring profiles that stayed
+/// unattached past the profile's `unattached_ttl`.
+async fn sweep_unattached(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
+    let mut deleted = 0;
+    for profile in state.profiles.values().filter(|p| p.require_attach) {
+        let cutoff = now - profile.unattached_ttl;
+        for row in state.ledger.committed_unattached(&profile.name, cutoff, BATCH).await? {
+            let changes = Changes { reason: Some("unattached".into()), ..Changes::default() };
+            let won = state
+                .ledger
+                .transition(row.id, UploadStatus::Committed, UploadStatus::Deleted, &changes, now)
+                .await?;
+            if won.is_some() {
+                state.store.delete(&row.key).await?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 /// Runs passes forever, `every` apart.
 pub async fn run(state: Arc<AppState>, holder: String, every: Duration, grace: Duration) {
     loop {
         match pass(&state, &holder, grace).await {
-            Ok(r) if r.committed + r.expired + r.deferred > 0 => {
+            Ok(r) if r.committed + r.expired + r.deferred + r.unattached > 0 => {
                 tracing::info!(
                     committed = r.committed,
                     expired = r.expired,
+                    unattached = r.unattached,
                     deferred = r.deferred,
                     "reconciler pass"
                 )

@@ -53,6 +53,8 @@ pub struct TestApp {
     pub store: String,
     pub data_dir: PathBuf,
     pub ledger_url: String,
+    /// The bucket this app's store uses.
+    pub bucket: String,
     /// Whether the store refuses overwrites (`If-None-Match: *`).
     pub if_none_match: bool,
     pub http: reqwest::Client,
@@ -152,8 +154,10 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let cfg_path = dir.path().join("latchkey.toml");
+    let mut bucket_name = "latchkey".to_owned();
     let (store_toml, store_secret, if_none_match) = if on_s3() {
         let bucket = fresh_bucket().await;
+        bucket_name = bucket.clone();
         let caps = std::env::var("LATCHKEY_TEST_S3_CAPABILITIES").unwrap_or_default();
         let toml = format!(
             "[store]\nkind = \"s3\"\nendpoint = {:?}\nregion = {:?}\nbucket = {bucket:?}\npath_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n{}\n",
@@ -201,6 +205,7 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         store,
         data_dir,
         ledger_url,
+        bucket: bucket_name,
         if_none_match,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))

@@ -1,10 +1,15 @@
 //! End-to-end suite: the real broker, the real embedded S3 store, SQLite,
 //! and real HTTP clients, all on loopback ports chosen by the OS.
 
+mod attach;
 mod auth;
 mod common;
 mod enforce;
+mod events;
 mod idempotent;
+mod limits;
+mod mode_headers;
+mod mode_post;
 mod ownership;
 mod put_flow;
 mod secrets;

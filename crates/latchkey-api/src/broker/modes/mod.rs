@@ -36,6 +36,7 @@ pub fn unsupported_reason(state: &AppState, mode: Mode) -> Option<String> {
 pub async fn prepare(state: &AppState, upload: &mut Upload) -> Result<(), ApiError> {
     match upload.mode {
         Mode::Multipart => multipart::prepare(state, upload).await,
+        Mode::Headers => headers::prepare(upload),
         _ => Ok(()),
     }
 }
