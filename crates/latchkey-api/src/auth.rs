@@ -91,7 +91,9 @@ impl Authenticator {
         let mut api_keys = Vec::new();
         for entry in &cfg.api_keys {
             let hex_part = entry.strip_prefix("sha256:").ok_or_else(|| {
-                AuthSetupError("auth.api_keys entries are sha256:<hex> (see `latchkey apikey`)".into())
+                AuthSetupError(
+                    "auth.api_keys entries are sha256:<hex> (see `latchkey apikey`)".into(),
+                )
             })?;
             let mut h = [0u8; 32];
             hex::decode_to_slice(hex_part, &mut h)
@@ -261,14 +263,21 @@ pub struct Backend {
 impl FromRequestParts<Arc<AppState>> for Backend {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         if !token.starts_with(API_KEY_PREFIX) {
-            return Err(ApiError::Forbidden("this route is for app backends: use an lk_ API key".into()));
+            return Err(ApiError::Forbidden(
+                "this route is for app backends: use an lk_ API key".into(),
+            ));
         }
         if !state.auth.is_api_key(token) {
             return Err(ApiError::Unauthorized("unknown API key".into()));
         }
-        Ok(Backend { acting_for: acting_user(parts)? })
+        Ok(Backend {
+            acting_for: acting_user(parts)?,
+        })
     }
 }

@@ -73,6 +73,10 @@ pub struct StoredPartView {
 /// The parts the store holds for a pending multipart upload.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StoredPartList {
+    /// The upload's layout, as in its grant: every part but the last has
+    /// `part_size` bytes.
+    pub part_size: u64,
+    pub part_count: u32,
     pub parts: Vec<StoredPartView>,
 }
 

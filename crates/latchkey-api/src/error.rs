@@ -127,7 +127,11 @@ impl ApiError {
                 "metadata_too_large",
                 "Metadata too large",
             ),
-            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limited"),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Rate limited",
+            ),
             QuotaExceeded(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "quota_exceeded",
@@ -158,16 +162,8 @@ impl ApiError {
                 "variant_not_found",
                 "No such variant",
             ),
-            PartsIncomplete(_) => (
-                StatusCode::CONFLICT,
-                "parts_incomplete",
-                "Parts incomplete",
-            ),
-            BodyTooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "Body too large",
-            ),
+            PartsIncomplete(_) => (StatusCode::CONFLICT, "parts_incomplete", "Parts incomplete"),
+            BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", "Body too large"),
             BodyTypeMismatch(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "type_mismatch",
@@ -219,7 +215,8 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         if let ApiError::RateLimited { retry_after_secs } = &self {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()

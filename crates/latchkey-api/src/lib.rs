@@ -8,10 +8,10 @@ pub mod dto;
 pub mod error;
 mod json;
 pub mod metrics;
-pub mod ratelimit;
-pub mod s3_events;
 pub mod openapi;
+pub mod ratelimit;
 mod routes;
+pub mod s3_events;
 pub mod state;
 
 pub use auth::{AuthConfig, Authenticator, mint_token};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{attach, events, ops, uploads};
+use crate::routes::{attach, content, credentials, events, ops, parts, uploads};
 
 /// The name handlers use in `security((…))`.
 pub const BEARER: &str = "bearer";
@@ -79,7 +79,11 @@ impl Modify for BearerAuth {
         uploads::remove,
         uploads::complete,
         uploads::download,
+        parts::sign,
+        parts::list,
+        content::put,
         attach::attach,
+        credentials::create,
         events::s3,
         ops::time,
         ops::healthz,
@@ -189,7 +193,7 @@ mod tests {
                 let secured = op["security"][0].get(BEARER).is_some();
                 assert_eq!(
                     secured,
-                    path.starts_with("/v1/uploads"),
+                    path.starts_with("/v1/uploads") || path == "/v1/credentials",
                     "{method} {path}: bearer security"
                 );
                 for (status, res) in op["responses"].as_object().unwrap() {

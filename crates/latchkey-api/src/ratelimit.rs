@@ -19,7 +19,10 @@ impl GrantLimiter {
     /// `per_minute` grants a minute sustained, bursts of up to `burst`.
     pub fn new(per_minute: NonZeroU32, burst: NonZeroU32) -> Self {
         let quota = Quota::per_minute(per_minute).allow_burst(burst);
-        Self { limiter: RateLimiter::keyed(quota), clock: DefaultClock::default() }
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+        }
     }
 
     /// `Err(wait)` when the user must wait before asking again.

@@ -93,7 +93,11 @@ fn records(body: &str) -> Result<Notification, ParseError> {
         if !created && !name.starts_with("ObjectRemoved:") {
             continue;
         }
-        out.push(ObjectEvent { bucket: r.s3.bucket.name, key: decode_key(&r.s3.object.key)?, created });
+        out.push(ObjectEvent {
+            bucket: r.s3.bucket.name,
+            key: decode_key(&r.s3.object.key)?,
+            created,
+        });
     }
     Ok(Notification::Events(out))
 }
@@ -131,7 +135,9 @@ mod tests {
 
     #[test]
     fn aws_records_decode_keys_and_skip_other_events() {
-        let Notification::Events(ev) = parse(AWS, None).unwrap() else { panic!() };
+        let Notification::Events(ev) = parse(AWS, None).unwrap() else {
+            panic!()
+        };
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0].key, "u/alice/photo/a bé.jpg");
         assert!(ev[0].created);
@@ -141,7 +147,9 @@ mod tests {
     #[test]
     fn sns_wrapped_and_confirmation() {
         let wrapped = serde_json::json!({"Type": "Notification", "Message": AWS}).to_string();
-        assert!(matches!(parse(&wrapped, Some("Notification")).unwrap(), Notification::Events(v) if v.len() == 2));
+        assert!(
+            matches!(parse(&wrapped, Some("Notification")).unwrap(), Notification::Events(v) if v.len() == 2)
+        );
         let confirm = r#"{"Type":"SubscriptionConfirmation","SubscribeURL":"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=x"}"#;
         assert!(matches!(
             parse(confirm, Some("SubscriptionConfirmation")).unwrap(),
@@ -152,14 +160,27 @@ mod tests {
     #[test]
     fn minio_names_and_test_events() {
         let minio = r#"{"EventName":"s3:ObjectCreated:Put","Key":"photos/u/a.jpg","Records":[{"eventName":"s3:ObjectCreated:Put","s3":{"bucket":{"name":"photos"},"object":{"key":"u%2Fa.jpg"}}}]}"#;
-        let Notification::Events(ev) = parse(minio, None).unwrap() else { panic!() };
+        let Notification::Events(ev) = parse(minio, None).unwrap() else {
+            panic!()
+        };
         assert_eq!(ev[0].key, "u/a.jpg");
-        assert_eq!(parse(r#"{"Event":"s3:TestEvent","Bucket":"photos"}"#, None).unwrap(), Notification::Nothing);
+        assert_eq!(
+            parse(r#"{"Event":"s3:TestEvent","Bucket":"photos"}"#, None).unwrap(),
+            Notification::Nothing
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in ["", "null", "[]", "{}", r#"{"Records":[{"eventName":1}]}"#, r#"{"Type":"Weird"}"#, "\u{0}"] {
+        for bad in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            r#"{"Records":[{"eventName":1}]}"#,
+            r#"{"Type":"Weird"}"#,
+            "\u{0}",
+        ] {
             assert!(parse(bad, None).is_err(), "{bad:?}");
         }
     }

@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Inspect and retry webhook deliveries, or verify one as a receiver would.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// Make a new API key for an app backend (prints the key and the line for the config).
     Apikey,
     /// Apply ledger migrations and exit (for deploys that migrate as a step).
@@ -92,6 +97,34 @@ enum Command {
         opts: client::ClientOpts,
         #[command(flatten)]
         args: client::RmArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Events waiting for delivery (or, with --dead, dead-lettered ones), as JSON lines.
+    List {
+        #[arg(long)]
+        dead: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Send a dead-lettered (or failing) event again now.
+    Retry { id: i64 },
+    /// Check a delivery's signature: exit 0 when valid. The body is read from stdin.
+    Verify {
+        /// The endpoint's `whsec_…` secret (or LATCHKEY_WEBHOOK_SECRET).
+        #[arg(long, env = "LATCHKEY_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The `webhook-id` header.
+        #[arg(long)]
+        id: String,
+        /// The `webhook-timestamp` header.
+        #[arg(long)]
+        timestamp: String,
+        /// The `webhook-signature` header.
+        #[arg(long)]
+        signature: String,
     },
 }
 
@@ -223,6 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Webhooks { command } => webhooks(&cli, command).await,
         Command::Apikey => {
             let (key, entry) = latchkey_server::secrets::new_api_key();
             println!("API key (give it to your backend; it is not stored anywhere):\n  {key}");
@@ -264,6 +298,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get { opts, args } => client::get(opts, args).await,
         Command::Rm { opts, args } => client::rm(opts, args).await,
     }
+}
+
+fn event_json(e: &latchkey_ledger::OutboxEvent) -> serde_json::Value {
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    serde_json::json!({
+        "id": e.id,
+        "upload_id": e.upload_id.to_string(),
+        "type": e.event_type,
+        "attempts": e.attempts,
+        "last_error": e.last_error,
+        "created_at": rfc(e.created_at),
+        "next_attempt_at": rfc(e.next_attempt_at),
+        "dead_at": e.dead_at.and_then(rfc),
+    })
+}
+
+async fn webhooks(cli: &Cli, command: &WebhookCommand) -> anyhow::Result<()> {
+    if let WebhookCommand::Verify {
+        secret,
+        id,
+        timestamp,
+        signature,
+    } = command
+    {
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut body)
+            .context("reading the body from stdin")?;
+        let secret = latchkey_domain::Secret::new(secret.clone());
+        let now = time::OffsetDateTime::now_utc();
+        latchkey_server::workers::webhooks::verify(&secret, id, timestamp, &body, signature, now)?;
+        println!("valid");
+        return Ok(());
+    }
+    let config = load_config(cli, None, None)?;
+    let options = latchkey_ledger::OpenOptions {
+        migrate: false,
+        ..Default::default()
+    };
+    let ledger = latchkey_ledger::connect_with(&config.ledger_url(), options).await?;
+    match command {
+        WebhookCommand::List { dead, limit } => {
+            let events = if *dead {
+                ledger.outbox_dead(*limit).await?
+            } else {
+                ledger.outbox_pending(*limit).await?
+            };
+            for e in &events {
+                println!("{}", event_json(e));
+            }
+        }
+        WebhookCommand::Retry { id } => {
+            let now = time::OffsetDateTime::now_utc();
+            ledger
+                .outbox_failed(*id, Some(now), "retried by an operator", now)
+                .await?;
+            println!("event {id} will be sent again");
+        }
+        WebhookCommand::Verify { .. } => unreachable!("handled above"),
+    }
+    Ok(())
 }
 
 #[tokio::main]

@@ -77,7 +77,11 @@ where
         let fut = self.0.call(req);
         Box::pin(async move {
             let res = fut.await?;
-            Ok(if form { policy_failure_as_403(res) } else { res })
+            Ok(if form {
+                policy_failure_as_403(res)
+            } else {
+                res
+            })
         })
     }
 }

@@ -21,9 +21,9 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer};
 use crate::LocalStoreConfig;
 use crate::access::Access;
 use crate::backend::Backend;
+use crate::post::PostAnswers;
 use crate::temporary::Auth;
 use latchkey_sigv4::temporary::TokenKey;
-use crate::post::PostAnswers;
 
 /// How long open requests may run on after shutdown is asked for.
 const GRACE: Duration = Duration::from_secs(10);

@@ -94,24 +94,28 @@ pub(crate) fn check(key: &TokenKey, bucket: &str, cx: &S3AccessContext<'_>) -> S
         Err(TokenError::Expired) => {
             // AWS answers 400; 403 says "not allowed (any more)", which is
             // what a client should do with it.
-            let mut err = S3Error::with_message(
-                S3ErrorCode::ExpiredToken,
-                "The provided token has expired.",
-            );
+            let mut err =
+                S3Error::with_message(S3ErrorCode::ExpiredToken, "The provided token has expired.");
             err.set_status_code(StatusCode::FORBIDDEN);
             return Err(err);
         }
         Err(TokenError::Invalid) => {
-            return Err(denied("The security token included in the request is invalid."));
+            return Err(denied(
+                "The security token included in the request is invalid.",
+            ));
         }
     };
     if !WRITE_OPERATIONS.contains(&cx.s3_op().name()) {
         return Err(denied("These credentials may only upload objects."));
     }
     match cx.s3_path() {
-        S3Path::Object { bucket: b, key: k } if &**b == bucket && key_in_prefix(k, &scope.prefix) => {
+        S3Path::Object { bucket: b, key: k }
+            if &**b == bucket && key_in_prefix(k, &scope.prefix) =>
+        {
             Ok(())
         }
-        _ => Err(denied("These credentials may only write under their own prefix.")),
+        _ => Err(denied(
+            "These credentials may only write under their own prefix.",
+        )),
     }
 }

@@ -31,7 +31,7 @@ pub struct Application {
     broker_addr: SocketAddr,
     public_url: String,
     store_public_url: String,
-    grace: Duration,
+    reconciler: Arc<reconciler::Reconciler>,
     /// The HS256 secret `latchkey token` signs with (dev mode or configured).
     pub token_secret: Option<Secret>,
 }
@@ -45,15 +45,14 @@ fn grant_limiter(config: &Config) -> Option<GrantLimiter> {
 
 /// Settings of the background workers, resolved from config.
 struct Workers {
-    reconciler: Option<(Duration, Duration)>,
+    /// Time between reconciler passes, when it runs.
+    reconciler: Option<Duration>,
     webhooks: Option<(WebhookSender, Duration)>,
 }
 
 fn workers(config: &Config) -> anyhow::Result<Workers> {
     let r = &config.reconciler;
-    let reconciler = r
-        .enabled
-        .then(|| (checked_duration(&r.every), checked_duration(&r.grace)));
+    let reconciler = r.enabled.then(|| checked_duration(&r.every));
     let w = &config.webhooks;
     let webhooks = match (&w.url, &w.secret) {
         (Some(url), Some(secret)) => Some((
@@ -81,6 +80,8 @@ struct StoreWiring {
     access_key_id: String,
     secret: Secret,
     capabilities: Capabilities,
+    /// The embedded store's event hook, bound to the state once it exists.
+    events: Option<Arc<crate::adopt::StoreEvents>>,
 }
 
 async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
@@ -94,6 +95,7 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
     match s.kind {
         StoreKind::Embedded => {
             let listener = bind(&s.listen, "embedded store").await?;
+            let events = crate::adopt::StoreEvents::new();
             let store = LocalStore::open(
                 LocalStoreConfig {
                     root: config.data_dir.join("store"),
@@ -102,7 +104,7 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
                     access_key_id: dev.store_access_key_id.clone(),
                     secret_access_key: dev.store_secret_access_key.clone(),
                 },
-                None,
+                Some(events.clone() as Arc<dyn latchkey_s3local::ObjectEvents>),
             )
             .await
             .context("opening the embedded store")?;
@@ -115,6 +117,7 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
                 access_key_id: dev.store_access_key_id.clone(),
                 secret: dev.store_secret_access_key.clone(),
                 capabilities: s.capabilities.clone().unwrap_or(Capabilities::FULL),
+                events: Some(events),
             })
         }
         StoreKind::S3 => {
@@ -136,7 +139,8 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
                 broker_endpoint: endpoint,
                 access_key_id,
                 secret,
-                capabilities: s.capabilities.clone().unwrap_or(Capabilities::FULL),
+                capabilities: crate::temporary_credentials::s3_capabilities(s),
+                events: None,
             })
         }
     }
@@ -194,6 +198,15 @@ impl Application {
             secret_access_key: wiring.secret.clone(),
             capabilities: wiring.capabilities.clone(),
         });
+        let store = match crate::temporary_credentials::issuer(
+            s,
+            &wiring.broker_endpoint,
+            &wiring.access_key_id,
+            &wiring.secret,
+        ) {
+            Some(issuer) => store.with_temporary_credentials(issuer),
+            None => store,
+        };
         let endpoint = Endpoint::new(&wiring.public_endpoint, &s.bucket, &s.region, s.path_style)
             .context("store.public_url")?;
         let signer = Signer::new(
@@ -238,11 +251,18 @@ impl Application {
             },
             grant_limiter: grant_limiter(&config),
         });
+        if let Some(events) = &wiring.events {
+            events.bind(&state);
+        }
         let router = layers(latchkey_api::router(state.clone()));
         Ok(Application {
             state,
             workers: workers(&config)?,
-            grace: checked_duration(&config.reconciler.grace),
+            reconciler: Arc::new(reconciler::Reconciler {
+                grace: checked_duration(&config.reconciler.grace),
+                orphan_grace: checked_duration(&config.reconciler.orphan_grace),
+                cursor: Default::default(),
+            }),
             listener,
             router,
             store: wiring.handle,
@@ -268,7 +288,7 @@ impl Application {
     /// One reconciler pass now (`latchkey reconcile --once`), whatever the
     /// configured schedule.
     pub async fn reconcile_once(&self) -> anyhow::Result<reconciler::PassReport> {
-        reconciler::pass(&self.state, &instance_id(), self.grace).await
+        reconciler::pass(&self.state, &instance_id(), &self.reconciler).await
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
@@ -279,8 +299,13 @@ impl Application {
     ) -> anyhow::Result<()> {
         let holder = instance_id();
         let mut tasks = tokio::task::JoinSet::new();
-        if let Some((every, grace)) = self.workers.reconciler {
-            tasks.spawn(reconciler::run(self.state.clone(), holder, every, grace));
+        if let Some(every) = self.workers.reconciler {
+            tasks.spawn(reconciler::run(
+                self.state.clone(),
+                holder,
+                every,
+                self.reconciler.clone(),
+            ));
         }
         if self.state.grant_limiter.is_some() {
             let state = self.state.clone();

@@ -105,7 +105,10 @@ pub struct EventsConfig {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        Self { token: None, subscribe_hosts: vec!["amazonaws.com".into()] }
+        Self {
+            token: None,
+            subscribe_hosts: vec!["amazonaws.com".into()],
+        }
     }
 }
 
@@ -117,6 +120,8 @@ pub struct ReconcilerConfig {
     pub every: String,
     /// How long past its expiry a pending upload is left alone.
     pub grace: String,
+    /// How old an object nobody owns must be before the sweep removes it.
+    pub orphan_grace: String,
 }
 
 impl Default for ReconcilerConfig {
@@ -125,6 +130,7 @@ impl Default for ReconcilerConfig {
             enabled: true,
             every: "30s".into(),
             grace: "1m".into(),
+            orphan_grace: "10m".into(),
         }
     }
 }
@@ -358,6 +364,7 @@ impl Config {
         for (name, v) in [
             ("reconciler.every", &config.reconciler.every),
             ("reconciler.grace", &config.reconciler.grace),
+            ("reconciler.orphan_grace", &config.reconciler.orphan_grace),
             ("webhooks.timeout", &config.webhooks.timeout),
             ("webhooks.poll", &config.webhooks.poll),
             ("webhooks.retry_base", &config.webhooks.retry_base),

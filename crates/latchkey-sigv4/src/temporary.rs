@@ -196,7 +196,8 @@ impl TokenKey {
             return Err(TokenError::Invalid);
         };
         let exp: i64 = exp.parse().map_err(|_| TokenError::Invalid)?;
-        let expires_at = OffsetDateTime::from_unix_timestamp(exp).map_err(|_| TokenError::Invalid)?;
+        let expires_at =
+            OffsetDateTime::from_unix_timestamp(exp).map_err(|_| TokenError::Invalid)?;
         if now >= expires_at {
             return Err(TokenError::Expired);
         }
@@ -286,10 +287,7 @@ mod tests {
         assert!(c.access_key_id.starts_with("LKT"));
         assert_eq!(c.access_key_id.len(), 23);
         assert_eq!(c.secret_access_key.expose().len(), 40);
-        assert_eq!(
-            k.secret_for(&c.access_key_id).unwrap(),
-            c.secret_access_key
-        );
+        assert_eq!(k.secret_for(&c.access_key_id).unwrap(), c.secret_access_key);
         let got = k
             .verify(&c.access_key_id, c.session_token.expose(), NOW)
             .unwrap();
@@ -348,15 +346,9 @@ mod tests {
         // A payload rewritten to another prefix keeps its old tag: refused.
         let token = alice.session_token.expose();
         let (_, tag) = token.split_once('.').unwrap();
-        let forged = format!(
-            "{}.{tag}",
-            URL_SAFE_NO_PAD.encode("1|w|1893456000|n1|u/")
-        );
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode("1|w|1893456000|n1|u/"));
         let forged_id = k.access_key_id(&forged);
-        assert_eq!(
-            k.verify(&forged_id, &forged, NOW),
-            Err(TokenError::Invalid)
-        );
+        assert_eq!(k.verify(&forged_id, &forged, NOW), Err(TokenError::Invalid));
         for bad in ["", ".", "x.y", "a.b.c", &"A".repeat(5000)] {
             assert_eq!(
                 k.verify(&alice.access_key_id, bad, NOW),
@@ -369,7 +361,13 @@ mod tests {
     #[test]
     fn only_minted_shapes_get_a_secret() {
         let k = key();
-        for bad in ["", "LKT", "AKIAIOSFODNN7EXAMPLE", "LKT0123456789abcdef0123", "LKT0123456789ABCDEF0"] {
+        for bad in [
+            "",
+            "LKT",
+            "AKIAIOSFODNN7EXAMPLE",
+            "LKT0123456789abcdef0123",
+            "LKT0123456789ABCDEF0",
+        ] {
             assert!(k.secret_for(bad).is_none(), "{bad}");
         }
         assert!(k.secret_for("LKT0123456789ABCDEF0123").is_some());

@@ -48,6 +48,21 @@ pub struct Part {
 /// from the stream aborts the request (the store keeps nothing).
 pub type ByteBody = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
 
+/// One object in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<OffsetDateTime>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    /// Pass back to continue; `None` after the last page.
+    pub next: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or answered 5xx: the caller should
@@ -76,9 +91,21 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Checks that the bucket is reachable with the broker's credentials.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// One page (at most `max` keys) of the objects under `prefix`, in key
+    /// order, continuing from `continuation` — for the reconciler's sweep.
+    async fn list(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max: u32,
+    ) -> Result<ListPage, StoreError>;
+
     /// Starts a multipart upload at `key` and returns its upload id.
-    async fn create_multipart(&self, key: &ObjectKey, content_type: &str)
-    -> Result<String, StoreError>;
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StoreError>;
 
     /// Every part the store holds for the upload, in part-number order
     /// (all pages). `Ok(None)` when the store does not know the upload id:

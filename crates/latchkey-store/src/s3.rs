@@ -8,7 +8,9 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use latchkey_domain::{ObjectKey, Secret, Sha256Digest};
 use time::OffsetDateTime;
 
-use crate::{ByteBody, Capabilities, ObjectMeta, ObjectStore, Part, StoreError};
+use crate::{
+    ByteBody, Capabilities, ListPage, ListedObject, ObjectMeta, ObjectStore, Part, StoreError,
+};
 
 /// How to reach the store as the broker.
 #[derive(Clone, Debug)]
@@ -55,7 +57,10 @@ impl S3Store {
     }
 
     /// Enables [`ObjectStore::temporary_credentials`].
-    pub fn with_temporary_credentials(mut self, issuer: crate::temporary::CredentialIssuer) -> Self {
+    pub fn with_temporary_credentials(
+        mut self,
+        issuer: crate::temporary::CredentialIssuer,
+    ) -> Self {
         self.issuer = Some(issuer);
         self
     }
@@ -189,6 +194,43 @@ impl ObjectStore for S3Store {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max: u32,
+    ) -> Result<ListPage, StoreError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_continuation_token(continuation.map(str::to_owned))
+            .max_keys(max.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(classify)?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key()?.to_owned(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+                })
+            })
+            .collect();
+        let next = out
+            .is_truncated()
+            .unwrap_or(false)
+            .then(|| out.next_continuation_token().map(str::to_owned))
+            .flatten();
+        Ok(ListPage { objects, next })
     }
 
     async fn create_multipart(

@@ -7,9 +7,10 @@ use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
-use aws_sdk_s3::error::SdkError;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body::{Body, Frame, SizeHint};
@@ -36,7 +37,10 @@ impl Body for ExactBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
-        let stream = this.stream.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let stream = this
+            .stream
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         match stream.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
@@ -64,7 +68,10 @@ fn byte_stream(body: ByteBody, length: u64) -> ByteStream {
 /// or the broker stopped it) surfaces as a dispatch failure, not as a store
 /// problem: the caller knows why it stopped the stream.
 fn body_failed<E, R>(err: &SdkError<E, R>) -> bool {
-    matches!(err, SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_))
+    matches!(
+        err,
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
+    )
 }
 
 impl S3Store {
@@ -91,7 +98,9 @@ impl S3Store {
         }
         match req.send().await {
             Ok(out) => Ok(out.e_tag().map(|t| t.trim_matches('"').to_owned())),
-            Err(e) if body_failed(&e) => Err(StoreError::Unavailable("the body stream failed".into())),
+            Err(e) if body_failed(&e) => {
+                Err(StoreError::Unavailable("the body stream failed".into()))
+            }
             Err(e) => Err(classify(e)),
         }
     }
@@ -113,6 +122,14 @@ impl S3Store {
             .part_number(number as i32)
             .content_length(length as i64)
             .body(byte_stream(body, length))
+            // No automatic CRC32 on parts: the multipart upload was created
+            // without a checksum algorithm, and Garage refuses parts whose
+            // checksum type differs from the upload's.
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenRequired),
+            )
             .send()
             .await;
         match res {
@@ -120,7 +137,9 @@ impl S3Store {
                 .e_tag()
                 .map(|t| t.trim_matches('"').to_owned())
                 .ok_or_else(|| StoreError::Refused("UploadPart gave no ETag".into())),
-            Err(e) if body_failed(&e) => Err(StoreError::Unavailable("the body stream failed".into())),
+            Err(e) if body_failed(&e) => {
+                Err(StoreError::Unavailable("the body stream failed".into()))
+            }
             Err(e) => Err(classify(e)),
         }
     }

@@ -151,7 +151,13 @@ pub fn sts_duration(req: &CredentialRequest<'_>) -> u64 {
 fn form(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", latchkey_sigv4::uri_encode(k), latchkey_sigv4::uri_encode(v)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                latchkey_sigv4::uri_encode(k),
+                latchkey_sigv4::uri_encode(v)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -315,7 +321,11 @@ mod tests {
             .map(|a| a.as_str().unwrap())
             .collect();
         assert!(actions.contains(&"s3:PutObject"));
-        assert!(!actions.iter().any(|a| a.contains("Get") || a.contains("Delete")));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| a.contains("Get") || a.contains("Delete"))
+        );
     }
 
     #[test]

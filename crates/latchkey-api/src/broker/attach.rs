@@ -3,7 +3,7 @@
 //! uploads left unattached past the profile's `unattached_ttl` are deleted by
 //! the reconciler — the "unattached blob" problem solved in the product.
 
-use latchkey_domain::{UploadId, UploadStatus, UserId, Upload};
+use latchkey_domain::{Upload, UploadId, UploadStatus, UserId};
 use latchkey_ledger::LedgerError;
 use time::OffsetDateTime;
 
@@ -18,15 +18,22 @@ pub async fn attach(
     id: &str,
     reference: &str,
 ) -> Result<Upload, ApiError> {
-    if reference.is_empty() || reference.len() > MAX_REF || reference.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest(format!("ref must be 1-{MAX_REF} characters without control characters")));
+    if reference.is_empty() || reference.len() > MAX_REF || reference.chars().any(char::is_control)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "ref must be 1-{MAX_REF} characters without control characters"
+        )));
     }
     let id = UploadId::parse(id).map_err(|_| ApiError::NotFound)?;
     let row = state.ledger.get(id).await?.ok_or(ApiError::NotFound)?;
     if acting_for.is_some_and(|u| *u != row.user_id) {
         return Err(ApiError::NotFound);
     }
-    match state.ledger.set_attached(id, reference, OffsetDateTime::now_utc()).await {
+    match state
+        .ledger
+        .set_attached(id, reference, OffsetDateTime::now_utc())
+        .await
+    {
         Ok(Some(row)) => Ok(row),
         Ok(None) => {
             let row = state.ledger.get(id).await?.ok_or(ApiError::NotFound)?;

@@ -93,7 +93,9 @@ pub async fn create_upload(
     if let Some(limiter) = &state.grant_limiter
         && let Err(wait) = limiter.check(user)
     {
-        return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
     }
     let profile_name = req.profile.as_deref().unwrap_or(&state.default_profile);
     let profile = state

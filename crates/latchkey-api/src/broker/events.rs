@@ -25,18 +25,26 @@ pub enum EventOutcome {
 
 /// The upload an object key belongs to: its own key, or its staging key.
 async fn upload_for(state: &AppState, key: &str) -> Result<Option<Upload>, ApiError> {
-    if let Some(row) = state.ledger.find_by_key(&ObjectKey::from_trusted(key)).await? {
+    if let Some(row) = state
+        .ledger
+        .find_by_key(&ObjectKey::from_trusted(key))
+        .await?
+    {
         return Ok(Some(row));
     }
     match key.strip_suffix(".upload") {
-        Some(base) => Ok(state.ledger.find_by_key(&ObjectKey::from_trusted(base)).await?),
+        Some(base) => Ok(state
+            .ledger
+            .find_by_key(&ObjectKey::from_trusted(base))
+            .await?),
         None => Ok(None),
     }
 }
 
 pub async fn object_created(state: &AppState, key: &str) -> Result<EventOutcome, ApiError> {
     let Some(row) = upload_for(state, key).await? else {
-        return Ok(EventOutcome::Ignored);
+        // No row: written with prefix-wide `credentials` keys, or stray.
+        return super::adopt::adopt(state, key).await;
     };
     if row.status != UploadStatus::Pending {
         return Ok(EventOutcome::Ignored);
@@ -46,9 +54,9 @@ pub async fn object_created(state: &AppState, key: &str) -> Result<EventOutcome,
         Err(ApiError::StoreUnavailable) => Ok(EventOutcome::Deferred),
         // The event raced ahead of the object (or of a multipart complete).
         Err(ApiError::ObjectMissing) => Ok(EventOutcome::Ignored),
-        Err(ApiError::SizeMismatch(_) | ApiError::TypeMismatch(_) | ApiError::ChecksumMismatch(_)) => {
-            Ok(EventOutcome::Rejected)
-        }
+        Err(
+            ApiError::SizeMismatch(_) | ApiError::TypeMismatch(_) | ApiError::ChecksumMismatch(_),
+        ) => Ok(EventOutcome::Rejected),
         Err(ApiError::Expired(_) | ApiError::InvalidState(_)) => Ok(EventOutcome::Ignored),
         Err(e) => Err(e),
     }

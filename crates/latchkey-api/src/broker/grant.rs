@@ -59,8 +59,10 @@ pub struct CredentialsGrant {
 
 /// The key a grant lets the client write: the upload's own key when the
 /// store refuses overwrites, else its staging key (see `ObjectKey::staging`).
+/// A `credentials` grant covers a whole prefix, so staging cannot protect
+/// it: its client writes the key itself.
 pub fn upload_target(state: &AppState, upload: &Upload) -> ObjectKey {
-    if state.store.capabilities().if_none_match {
+    if state.store.capabilities().if_none_match || upload.mode == Mode::Credentials {
         upload.key.clone()
     } else {
         upload.key.staging()

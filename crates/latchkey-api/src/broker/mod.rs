@@ -1,10 +1,11 @@
 //! The upload flow itself — grants, commit, delete, download — written
 //! against the ledger and store traits only. No JSON here: routes translate.
 
+pub mod adopt;
 mod attach;
 mod commit;
-pub mod events;
 mod create;
+pub mod events;
 pub mod grant;
 pub mod modes;
 

@@ -252,6 +252,34 @@ impl ObjectStore for TimedStore {
             .await
     }
 
+    async fn list(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max: u32,
+    ) -> Result<latchkey_store::ListPage, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "list",
+                self.inner.list(prefix, continuation, max),
+            )
+            .await
+    }
+
+    async fn temporary_credentials(
+        &self,
+        req: &latchkey_store::temporary::CredentialRequest<'_>,
+    ) -> Result<latchkey_store::temporary::TemporaryCredentials, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "temporary_credentials",
+                self.inner.temporary_credentials(req),
+            )
+            .await
+    }
+
     async fn create_multipart(
         &self,
         key: &ObjectKey,

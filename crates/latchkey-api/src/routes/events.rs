@@ -34,7 +34,9 @@ pub struct EventsProcessed {
 
 fn authorized(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Result<(), ApiError> {
     let Some(want) = &state.events.token else {
-        return Err(ApiError::Forbidden("event notifications are off: set events.token".into()));
+        return Err(ApiError::Forbidden(
+            "event notifications are off: set events.token".into(),
+        ));
     };
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -44,17 +46,24 @@ fn authorized(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Res
     if bool::from(given.as_bytes().ct_eq(want.expose().as_bytes())) {
         Ok(())
     } else {
-        Err(ApiError::Unauthorized("missing or wrong event token".into()))
+        Err(ApiError::Unauthorized(
+            "missing or wrong event token".into(),
+        ))
     }
 }
 
 fn host_allowed(state: &AppState, url: &str) -> bool {
-    let Ok(u) = reqwest::Url::parse(url) else { return false };
-    let Some(host) = u.host_str() else { return false };
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = u.host_str() else {
+        return false;
+    };
     let secure = u.scheme() == "https";
     state.events.subscribe_hosts.iter().any(|allowed| {
         let loopback = allowed == "127.0.0.1" || allowed == "localhost";
-        (secure || loopback) && (host == allowed || host.ends_with(&format!(".{}", allowed.trim_start_matches('.'))))
+        (secure || loopback)
+            && (host == allowed || host.ends_with(&format!(".{}", allowed.trim_start_matches('.'))))
     })
 }
 
@@ -85,7 +94,9 @@ pub async fn s3(
     body: String,
 ) -> Result<Json<EventsProcessed>, ApiError> {
     authorized(&state, &headers, q.token.as_deref())?;
-    let sns_type = headers.get("x-amz-sns-message-type").and_then(|v| v.to_str().ok());
+    let sns_type = headers
+        .get("x-amz-sns-message-type")
+        .and_then(|v| v.to_str().ok());
     let note = parse(&body, sns_type).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let mut out = EventsProcessed::default();
     match note {
@@ -96,14 +107,19 @@ pub async fn s3(
                     "SubscribeURL host is not in events.subscribe_hosts".into(),
                 ));
             }
-            let res = reqwest::get(&subscribe_url).await.map_err(|_| ApiError::StoreUnavailable)?;
+            let res = reqwest::get(&subscribe_url)
+                .await
+                .map_err(|_| ApiError::StoreUnavailable)?;
             if !res.status().is_success() {
                 return Err(ApiError::StoreUnavailable);
             }
             out.subscription_confirmed = true;
         }
         Notification::Events(events) => {
-            for ev in events.into_iter().filter(|e| e.created && e.bucket == state.events.bucket) {
+            for ev in events
+                .into_iter()
+                .filter(|e| e.created && e.bucket == state.events.bucket)
+            {
                 match object_created(&state, &ev.key).await? {
                     EventOutcome::Committed => out.committed += 1,
                     EventOutcome::Rejected => out.rejected += 1,

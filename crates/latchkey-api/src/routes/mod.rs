@@ -1,8 +1,11 @@
 //! The HTTP surface: one module per group of routes.
 
 pub(crate) mod attach;
+pub(crate) mod content;
+pub(crate) mod credentials;
 pub(crate) mod events;
 pub(crate) mod ops;
+pub(crate) mod parts;
 pub(crate) mod uploads;
 
 use std::sync::Arc;
@@ -49,7 +52,17 @@ pub(crate) fn routes() -> Routes {
     .add(Method::DELETE, "/v1/uploads/{id}", uploads::remove)
     .add(Method::POST, "/v1/uploads/{id}/complete", uploads::complete)
     .add(Method::GET, "/v1/uploads/{id}/download", uploads::download)
+    .add(Method::POST, "/v1/uploads/{id}/parts", parts::sign)
+    .add(Method::GET, "/v1/uploads/{id}/parts", parts::list)
+    // Proxied bodies are as large as the profile allows: the JSON limit
+    // does not apply, the broker enforces the declared size while streaming.
+    .add(
+        Method::PUT,
+        "/v1/uploads/{id}/content",
+        content::put.layer(axum::extract::DefaultBodyLimit::disable()),
+    )
     .add(Method::POST, "/v1/uploads/{id}/attach", attach::attach)
+    .add(Method::POST, "/v1/credentials", credentials::create)
     .add(Method::POST, "/v1/events/s3", events::s3)
     .add(Method::GET, "/healthz", ops::healthz)
     .add(Method::GET, "/readyz", ops::readyz)

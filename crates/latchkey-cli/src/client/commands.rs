@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::ClientOpts;
 use super::download::{Sink, download};
 use super::http::{Broker, ListQuery};
+use super::multipart::resume;
 use super::upload::{Declared, guess_content_type, metadata_map, parse_metadata, upload_file};
 
 #[derive(Clone, Debug, clap::Args)]
@@ -31,6 +32,13 @@ pub struct UploadArgs {
     /// How the bytes travel: put, post, headers, multipart, credentials, proxy.
     #[arg(long, default_value = "put")]
     pub mode: latchkey_domain::Mode,
+    /// Multipart: how many parts to send at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// Finish an interrupted multipart upload: sends only the parts the
+    /// store does not hold yet, then commits. Takes exactly one FILE.
+    #[arg(long, value_name = "ID")]
+    pub resume: Option<UploadId>,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -74,6 +82,16 @@ pub struct RmArgs {
 /// `latchkey upload`: prints each committed row.
 pub async fn upload(opts: &ClientOpts, args: &UploadArgs) -> Result<()> {
     let broker = Broker::new(opts)?;
+    if let Some(id) = &args.resume {
+        let [path] = args.files.as_slice() else {
+            bail!("--resume takes exactly one FILE");
+        };
+        let row = resume(&broker, &id.to_string(), path, usize::from(args.parallel))
+            .await
+            .map_err(|e| e.context(path.display().to_string()))?;
+        print_row(opts, &row);
+        return Ok(());
+    }
     let metadata = metadata_map(&args.metadata)?;
     each(&args.files, "uploads", async |path: &PathBuf| {
         let declared = Declared {
@@ -84,6 +102,7 @@ pub async fn upload(opts: &ClientOpts, args: &UploadArgs) -> Result<()> {
                 .unwrap_or_else(|| guess_content_type(path)),
             metadata: metadata.as_ref(),
             mode: args.mode,
+            parallel: usize::from(args.parallel),
         };
         let row = upload_file(&broker, path, &declared)
             .await

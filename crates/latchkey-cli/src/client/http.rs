@@ -36,12 +36,17 @@ pub struct Created {
 #[derive(Debug, Deserialize)]
 pub struct PutGrant {
     pub method: String,
+    /// Absent for multipart grants (their URLs are per part).
+    #[serde(default)]
     pub url: String,
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
     /// Form fields for a `post` grant, sent before the file.
     #[serde(default)]
     pub fields: std::collections::BTreeMap<String, String>,
+    /// Temporary credentials of a `credentials` grant.
+    #[serde(default)]
+    pub credentials: Option<super::credentials::GrantedCredentials>,
 }
 
 /// One page of `GET /v1/uploads`.
@@ -121,6 +126,47 @@ impl Broker {
     pub async fn create_upload(&self, body: &CreateUpload<'_>) -> Result<Value> {
         self.call(self.request(Method::POST, self.url(&[])).json(body))
             .await
+    }
+
+    /// `complete` for a multipart upload, with every part's ETag.
+    pub async fn complete_parts(&self, id: &str, parts: &[(u32, String)]) -> Result<Value> {
+        let parts: Vec<Value> = parts
+            .iter()
+            .map(|(number, etag)| serde_json::json!({ "number": number, "etag": etag }))
+            .collect();
+        let url = self.url(&[id, "complete"]);
+        self.call(
+            self.request(Method::POST, url)
+                .json(&serde_json::json!({ "parts": parts })),
+        )
+        .await
+    }
+
+    /// Presigned URLs for more parts of a multipart upload.
+    pub async fn sign_parts(&self, id: &str, numbers: &[u32]) -> Result<Value> {
+        let url = self.url(&[id, "parts"]);
+        self.call(
+            self.request(Method::POST, url)
+                .json(&serde_json::json!({ "numbers": numbers })),
+        )
+        .await
+    }
+
+    /// The parts the store holds for a multipart upload, with its layout.
+    pub async fn stored_parts(&self, id: &str) -> Result<Value> {
+        self.call(self.request(Method::GET, self.url(&[id, "parts"])))
+            .await
+    }
+
+    /// A request to any broker URL (a proxy grant's), with the bearer token.
+    pub fn authorized(&self, method: Method, url: Url) -> RequestBuilder {
+        self.request(method, url)
+    }
+
+    /// Sends a request built with [`Broker::authorized`] and decodes its
+    /// JSON answer (problems become errors).
+    pub async fn send_json(&self, req: RequestBuilder) -> Result<Value> {
+        self.call(req).await
     }
 
     pub async fn complete(&self, id: &str) -> Result<Value> {

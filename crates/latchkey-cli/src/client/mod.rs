@@ -4,13 +4,16 @@
 //! GET from the presigned URL it returns.
 
 mod commands;
+mod credentials;
 mod download;
 mod http;
+mod multipart;
 mod post;
 /// Reachable for callers that want to downcast an error to [`problem::ProblemError`]
 /// (say, to pick an exit code from its `code`).
 pub mod problem;
 mod progress;
+mod proxy;
 mod upload;
 
 use std::fmt;

@@ -28,6 +28,8 @@ pub struct Declared<'a> {
     pub content_type: &'a str,
     pub metadata: Option<&'a BTreeMap<String, String>>,
     pub mode: Mode,
+    /// Parts sent at once (multipart).
+    pub parallel: usize,
 }
 
 /// Uploads one file and returns the committed row.
@@ -56,13 +58,46 @@ pub async fn upload_file(broker: &Broker, path: &Path, declared: &Declared<'_>) 
             metadata: declared.metadata,
         })
         .await?;
+    let raw = created;
     let created: Created =
-        serde_json::from_value(created).context("unexpected grant from the broker")?;
+        serde_json::from_value(raw.clone()).context("unexpected grant from the broker")?;
 
     let sent = match declared.mode {
         // A headers grant is a PUT too, only signed in headers, not the URL.
         Mode::Put | Mode::Headers => put_to_store(broker.http(), path, size, &created).await,
         Mode::Post => super::post::post_to_store(broker.http(), path, size, &created).await,
+        Mode::Credentials => {
+            super::credentials::put_with_credentials(
+                broker.http(),
+                path,
+                size,
+                &sha256,
+                declared.content_type,
+                &created,
+            )
+            .await
+        }
+        Mode::Multipart => {
+            return match super::multipart::upload_new(broker, path, size, &raw, declared.parallel)
+                .await
+            {
+                Ok(etags) => broker.complete_parts(&created.id, &etags).await,
+                // Not aborted: the parts sent so far let it be resumed.
+                Err(err) => Err(err.context(format!(
+                    "resume with: latchkey upload --resume {} {}",
+                    created.id,
+                    path.display()
+                ))),
+            };
+        }
+        Mode::Proxy => {
+            let sent =
+                super::proxy::send(broker, path, size, declared.content_type, &created).await;
+            if sent.is_err() {
+                let _ = broker.delete(&created.id).await;
+            }
+            return sent;
+        }
         other => Err(anyhow!("this client cannot upload in mode {other} yet")),
     };
     if let Err(err) = sent {
@@ -95,7 +130,12 @@ pub async fn hash_file(path: &Path, size: u64) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-async fn put_to_store(http: &Client, path: &Path, size: u64, created: &Created) -> Result<()> {
+pub(super) async fn put_to_store(
+    http: &Client,
+    path: &Path,
+    size: u64,
+    created: &Created,
+) -> Result<()> {
     let grant = &created.grant;
     if !grant.method.eq_ignore_ascii_case("PUT") {
         bail!(
@@ -167,7 +207,7 @@ fn grant_headers(granted: &BTreeMap<String, String>, size: u64) -> Result<Header
     Ok(headers)
 }
 
-fn label(verb: &str, path: &Path) -> String {
+pub(super) fn label(verb: &str, path: &Path) -> String {
     let name = path
         .file_name()
         .unwrap_or(path.as_os_str())

@@ -8,4 +8,5 @@ mod disk;
 mod guards;
 mod multipart;
 mod objects;
+mod post;
 mod presigned;

@@ -5,6 +5,7 @@
 //! `reconciler`.
 
 pub mod reconciler;
+pub mod sweep;
 pub mod webhooks;
 
 use rand::RngCore;

@@ -11,6 +11,8 @@ use latchkey_api::broker::{commit_upload, upload_target};
 use latchkey_api::{ApiError, AppState};
 use latchkey_domain::UploadStatus;
 use latchkey_ledger::Changes;
+
+use super::sweep::{SweepCursor, sweep};
 use time::OffsetDateTime;
 
 /// Rows looked at per pass, so one pass is bounded in cost.
@@ -25,13 +27,26 @@ pub struct PassReport {
     /// Committed uploads deleted because their profile requires attach and
     /// none came within `unattached_ttl`.
     pub unattached: usize,
+    /// Objects no live upload owned (the orphan sweep, I1).
+    pub orphans: usize,
     /// False when another instance held the lease.
     pub ran: bool,
 }
 
-/// One pass. `grace` is how long past its expiry a pending row is left
-/// alone, so a client completing just at the deadline is not raced.
-pub async fn pass(state: &AppState, holder: &str, grace: Duration) -> anyhow::Result<PassReport> {
+/// The reconciler's settings and the sweep's resume point.
+pub struct Reconciler {
+    /// How long past its expiry a pending row is left alone, so a client
+    /// completing just at the deadline is not raced.
+    pub grace: Duration,
+    /// How old an object must be before the sweep may remove it.
+    pub orphan_grace: Duration,
+    pub cursor: tokio::sync::Mutex<SweepCursor>,
+}
+
+/// One pass: settle expired pending rows, delete unattached uploads where
+/// attach is required, and take one bounded step of the orphan sweep.
+pub async fn pass(state: &AppState, holder: &str, r: &Reconciler) -> anyhow::Result<PassReport> {
+    let grace = r.grace;
     let now = OffsetDateTime::now_utc();
     let lease_ttl = Duration::from_secs(120);
     if !state
@@ -53,7 +68,9 @@ pub async fn pass(state: &AppState, holder: &str, grace: Duration) -> anyhow::Re
         let id = row.id;
         match commit_upload(state, row.clone()).await {
             Ok(_) => report.committed += 1,
-            Err(ApiError::ObjectMissing) => {
+            // A multipart upload missing parts at expiry is as good as no
+            // object.
+            Err(ApiError::ObjectMissing | ApiError::PartsIncomplete(_)) => {
                 let won = state
                     .ledger
                     .transition(
@@ -68,6 +85,8 @@ pub async fn pass(state: &AppState, holder: &str, grace: Duration) -> anyhow::Re
                     // Nothing valid arrived in time; a late PUT (if the store
                     // let one through) must not leave bytes behind.
                     state.store.delete(&upload_target(state, &row)).await?;
+                    // And a multipart upload's parts go with it.
+                    latchkey_api::broker::modes::unprepare(state, &row).await;
                     report.expired += 1;
                 }
             }
@@ -78,6 +97,7 @@ pub async fn pass(state: &AppState, holder: &str, grace: Duration) -> anyhow::Re
         }
     }
     report.unattached = sweep_unattached(state, now).await?;
+    report.orphans = sweep(state, &r.cursor, r.orphan_grace).await?;
     state.ledger.release_lease("reconciler", holder).await?;
     Ok(report)
 }
@@ -88,11 +108,24 @@ async fn sweep_unattached(state: &AppState, now: OffsetDateTime) -> anyhow::Resu
     let mut deleted = 0;
     for profile in state.profiles.values().filter(|p| p.require_attach) {
         let cutoff = now - profile.unattached_ttl;
-        for row in state.ledger.committed_unattached(&profile.name, cutoff, BATCH).await? {
-            let changes = Changes { reason: Some("unattached".into()), ..Changes::default() };
+        for row in state
+            .ledger
+            .committed_unattached(&profile.name, cutoff, BATCH)
+            .await?
+        {
+            let changes = Changes {
+                reason: Some("unattached".into()),
+                ..Changes::default()
+            };
             let won = state
                 .ledger
-                .transition(row.id, UploadStatus::Committed, UploadStatus::Deleted, &changes, now)
+                .transition(
+                    row.id,
+                    UploadStatus::Committed,
+                    UploadStatus::Deleted,
+                    &changes,
+                    now,
+                )
                 .await?;
             if won.is_some() {
                 state.store.delete(&row.key).await?;
@@ -104,15 +137,16 @@ async fn sweep_unattached(state: &AppState, now: OffsetDateTime) -> anyhow::Resu
 }
 
 /// Runs passes forever, `every` apart.
-pub async fn run(state: Arc<AppState>, holder: String, every: Duration, grace: Duration) {
+pub async fn run(state: Arc<AppState>, holder: String, every: Duration, r: Arc<Reconciler>) {
     loop {
-        match pass(&state, &holder, grace).await {
-            Ok(r) if r.committed + r.expired + r.deferred + r.unattached > 0 => {
+        match pass(&state, &holder, &r).await {
+            Ok(p) if p.committed + p.expired + p.deferred + p.unattached + p.orphans > 0 => {
                 tracing::info!(
-                    committed = r.committed,
-                    expired = r.expired,
-                    unattached = r.unattached,
-                    deferred = r.deferred,
+                    committed = p.committed,
+                    expired = p.expired,
+                    unattached = p.unattached,
+                    orphans = p.orphans,
+                    deferred = p.deferred,
                     "reconciler pass"
                 )
             }

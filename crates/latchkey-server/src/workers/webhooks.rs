@@ -147,6 +147,54 @@ pub async fn run(ledger: Arc<dyn UploadRepo>, sender: WebhookSender, idle: Durat
     }
 }
 
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("no v1 signature matches")]
+    Mismatch,
+    #[error("timestamp is more than five minutes away from now (replayed or a wrong clock)")]
+    Stale,
+    #[error("malformed webhook-timestamp")]
+    Timestamp,
+}
+
+/// What a receiver does with a delivery (`latchkey webhooks verify`): the
+/// signature header may carry several space-separated `v1,…` signatures
+/// (during secret rotation); one must match, and the timestamp must be
+/// within five minutes of `now`.
+pub fn verify(
+    secret: &Secret,
+    msg_id: &str,
+    timestamp: &str,
+    body: &str,
+    signature_header: &str,
+    now: OffsetDateTime,
+) -> Result<(), VerifyError> {
+    use subtle::ConstantTimeEq;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::Timestamp)?;
+    if (now.unix_timestamp() - ts).abs() > 300 {
+        return Err(VerifyError::Stale);
+    }
+    let sender = WebhookSender::new(
+        String::new(),
+        secret,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    )
+    .map_err(|_| VerifyError::Mismatch)?;
+    let want = sender.sign(msg_id, ts, body);
+    let ok = signature_header
+        .split_whitespace()
+        .any(|sig| bool::from(sig.as_bytes().ct_eq(want.as_bytes())));
+    if ok {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +222,39 @@ mod tests {
         assert!(backoff(b, 0) < Duration::from_secs(7));
         assert!(backoff(b, 3) > Duration::from_secs(200));
         assert!(backoff(b, 30) <= Duration::from_secs(6 * 3600 * 12 / 10));
+    }
+
+    #[test]
+    fn verify_accepts_the_reference_and_refuses_tampering() {
+        let secret = Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let body = r#"{"test": 2432232314}"#;
+        let sig = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let now = OffsetDateTime::from_unix_timestamp(1614265330 + 10).unwrap();
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        assert_eq!(
+            verify(
+                &secret,
+                id,
+                "1614265330",
+                body,
+                &format!("v1,bogus {sig}"),
+                now
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&secret, id, "1614265330", "{}", sig, now),
+            Err(VerifyError::Mismatch)
+        );
+        let later = now + Duration::from_secs(600);
+        assert_eq!(
+            verify(&secret, id, "1614265330", body, sig, later),
+            Err(VerifyError::Stale)
+        );
+        assert_eq!(
+            verify(&secret, id, "soon", body, sig, now),
+            Err(VerifyError::Timestamp)
+        );
     }
 
     #[test]

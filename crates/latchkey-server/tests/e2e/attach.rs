@@ -16,8 +16,18 @@ fn config(extra: &str) -> String {
     format!("[auth]\napi_keys = [\"sha256:{hash}\"]\n{extra}")
 }
 
-async fn backend(app: &TestApp, method: Method, path: &str, user: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let mut req = app.http.request(method, format!("{}{}", app.base, path)).bearer_auth(KEY).json(&body);
+async fn backend(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    user: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut req = app
+        .http
+        .request(method, format!("{}{}", app.base, path))
+        .bearer_auth(KEY)
+        .json(&body);
     if let Some(u) = user {
         req = req.header("x-latchkey-user", u);
     }
@@ -45,17 +55,45 @@ async fn backends_attach_with_api_keys() {
     let path = format!("/v1/uploads/{id}/attach");
 
     // A user token cannot attach; an unknown key cannot either.
-    let user = app.call(Method::POST, &path, Some(&app.token("alice")), Some(json!({"ref": "post:1"}))).await;
+    let user = app
+        .call(
+            Method::POST,
+            &path,
+            Some(&app.token("alice")),
+            Some(json!({"ref": "post:1"})),
+        )
+        .await;
     assert_eq!(user.status, 403);
     assert_eq!(user.body["code"], "forbidden");
-    let bad = app.call(Method::POST, &path, Some("lk_not_a_key"), Some(json!({"ref": "post:1"}))).await;
+    let bad = app
+        .call(
+            Method::POST,
+            &path,
+            Some("lk_not_a_key"),
+            Some(json!({"ref": "post:1"})),
+        )
+        .await;
     assert_eq!(bad.status, 401);
 
     // Acting for another user, the upload does not exist.
-    let (s, b) = backend(&app, Method::POST, &path, Some("bob"), json!({"ref": "post:1"})).await;
+    let (s, b) = backend(
+        &app,
+        Method::POST,
+        &path,
+        Some("bob"),
+        json!({"ref": "post:1"}),
+    )
+    .await;
     assert_eq!((s, b["code"].as_str()), (404, Some("not_found")));
 
-    let (s, row) = backend(&app, Method::POST, &path, Some("alice"), json!({"ref": "post:1"})).await;
+    let (s, row) = backend(
+        &app,
+        Method::POST,
+        &path,
+        Some("alice"),
+        json!({"ref": "post:1"}),
+    )
+    .await;
     assert_eq!(s, 200, "{row}");
     assert_eq!(row["attached_ref"], "post:1");
     let (s, _) = backend(&app, Method::POST, &path, None, json!({"ref": "post:1"})).await;
@@ -70,11 +108,21 @@ async fn backends_attach_with_api_keys() {
     assert_eq!(s, 200);
     assert_eq!(list["items"][0]["id"], json!(id));
     let (s, b) = backend(&app, Method::GET, "/v1/uploads", None, json!({})).await;
-    assert_eq!((s, b["code"].as_str()), (400, Some("invalid_request")), "a key needs X-Latchkey-User there");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (400, Some("invalid_request")),
+        "a key needs X-Latchkey-User there"
+    );
 
     // Attaching a pending upload is refused.
     let token = app.token("alice");
-    let pending = app.create(&token, photo_request("b.jpg", "image/jpeg", &testdata("small-gps.jpg"))).await.body;
+    let pending = app
+        .create(
+            &token,
+            photo_request("b.jpg", "image/jpeg", &testdata("small-gps.jpg")),
+        )
+        .await
+        .body;
     let (s, b) = backend(
         &app,
         Method::POST,
@@ -95,13 +143,27 @@ async fn unattached_uploads_are_deleted_where_attach_is_required() {
     .await;
     let kept = committed(&app, "alice", "avatar").await;
     let dropped = committed(&app, "alice", "avatar").await;
-    let (s, _) = backend(&app, Method::POST, &format!("/v1/uploads/{kept}/attach"), None, json!({"ref": "user:alice"})).await;
+    let (s, _) = backend(
+        &app,
+        Method::POST,
+        &format!("/v1/uploads/{kept}/attach"),
+        None,
+        json!({"ref": "user:alice"}),
+    )
+    .await;
     assert_eq!(s, 200);
 
     let token = app.token("alice");
     let mut status = String::new();
     for _ in 0..100 {
-        let row = app.call(Method::GET, &format!("/v1/uploads/{dropped}"), Some(&token), None).await;
+        let row = app
+            .call(
+                Method::GET,
+                &format!("/v1/uploads/{dropped}"),
+                Some(&token),
+                None,
+            )
+            .await;
         status = row.body["status"].as_str().unwrap().to_owned();
         if status == "deleted" {
             break;
@@ -109,8 +171,22 @@ async fn unattached_uploads_are_deleted_where_attach_is_required() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, "deleted");
-    let kept_row = app.call(Method::GET, &format!("/v1/uploads/{kept}"), Some(&token), None).await;
+    let kept_row = app
+        .call(
+            Method::GET,
+            &format!("/v1/uploads/{kept}"),
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(kept_row.body["status"], "committed");
-    let dl = app.call(Method::GET, &format!("/v1/uploads/{dropped}/download"), Some(&token), None).await;
+    let dl = app
+        .call(
+            Method::GET,
+            &format!("/v1/uploads/{dropped}/download"),
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(dl.status, 409);
 }

@@ -155,7 +155,10 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     let data_dir = dir.path().join("data");
     let cfg_path = dir.path().join("latchkey.toml");
     let mut bucket_name = "latchkey".to_owned();
-    let (store_toml, store_secret, if_none_match) = if on_s3() {
+    let (store_toml, store_secret, if_none_match) = if extra_toml.contains("[store]") {
+        // The test brings its own store.
+        (String::new(), None, true)
+    } else if on_s3() {
         let bucket = fresh_bucket().await;
         bucket_name = bucket.clone();
         let caps = std::env::var("LATCHKEY_TEST_S3_CAPABILITIES").unwrap_or_default();

@@ -29,7 +29,10 @@ fn s3_event(bucket: &str, key: &str) -> Value {
 }
 
 async fn post(app: &TestApp, body: String, token: Option<&str>, sns: Option<&str>) -> (u16, Value) {
-    let mut req = app.http.post(format!("{}/v1/events/s3", app.base)).body(body);
+    let mut req = app
+        .http
+        .post(format!("{}/v1/events/s3", app.base))
+        .body(body);
     if let Some(t) = token {
         req = req.query(&[("token", t)]);
     }
@@ -37,29 +40,48 @@ async fn post(app: &TestApp, body: String, token: Option<&str>, sns: Option<&str
         req = req.header("x-amz-sns-message-type", s);
     }
     let res = req.send().await.unwrap();
-    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
 }
 
 /// A pending upload whose bytes are in the store; returns (id, stored key).
 async fn uploaded_not_completed(app: &TestApp, token: &str) -> (String, String) {
     let bytes = testdata("small-gps.jpg");
-    let c = app.create(token, photo_request("a.jpg", "image/jpeg", &bytes)).await.body;
+    let c = app
+        .create(token, photo_request("a.jpg", "image/jpeg", &bytes))
+        .await
+        .body;
     assert_eq!(app.put_grant(&c, bytes, |_| {}).await.status, 200);
     let url = reqwest::Url::parse(c["grant"]["url"].as_str().unwrap()).unwrap();
     // The key the grant wrote: the path after the bucket (staging or not).
-    let path = percent_encoding::percent_decode_str(url.path()).decode_utf8().unwrap().into_owned();
-    let key = path.trim_start_matches('/').split_once('/').unwrap().1.to_owned();
+    let path = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8()
+        .unwrap()
+        .into_owned();
+    let key = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap()
+        .1
+        .to_owned();
     (c["id"].as_str().unwrap().to_owned(), key)
 }
 
 async fn status(app: &TestApp, token: &str, id: &str) -> String {
-    let row = app.call(Method::GET, &format!("/v1/uploads/{id}"), Some(token), None).await;
+    let row = app
+        .call(Method::GET, &format!("/v1/uploads/{id}"), Some(token), None)
+        .await;
     row.body["status"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
 async fn s3_and_minio_events_commit_uploads() {
-    let app = spawn_app_with(&format!("[events]\ntoken = \"{TOKEN}\"\n[reconciler]\nenabled = false\n")).await;
+    let app = spawn_app_with(&format!(
+        "[events]\ntoken = \"{TOKEN}\"\n[reconciler]\nenabled = false\n"
+    ))
+    .await;
     let token = app.token("alice");
 
     let (id, key) = uploaded_not_completed(&app, &token).await;
@@ -93,10 +115,19 @@ async fn s3_and_minio_events_commit_uploads() {
 
     // An event that arrives before the bytes, another bucket, an unknown
     // key, and garbage: none commits anything, none is an error but the last.
-    let pending = app.create(&token, photo_request("b.jpg", "image/jpeg", &testdata("small-gps.jpg"))).await.body;
+    let pending = app
+        .create(
+            &token,
+            photo_request("b.jpg", "image/jpeg", &testdata("small-gps.jpg")),
+        )
+        .await
+        .body;
     let early = s3_event(&app.bucket, pending["key"].as_str().unwrap()).to_string();
     assert_eq!(post(&app, early, Some(TOKEN), None).await.1["committed"], 0);
-    assert_eq!(status(&app, &token, pending["id"].as_str().unwrap()).await, "pending");
+    assert_eq!(
+        status(&app, &token, pending["id"].as_str().unwrap()).await,
+        "pending"
+    );
     let other = s3_event("another-bucket", &key).to_string();
     assert_eq!(post(&app, other, Some(TOKEN), None).await.1["ignored"], 0);
     let unknown = s3_event(&app.bucket, "u/nobody/photo/none.jpg").to_string();
@@ -120,10 +151,16 @@ async fn sns_subscription_is_confirmed_only_for_trusted_hosts() {
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let confirm_url = format!("http://{}/confirm?Token=abc", listener.local_addr().unwrap());
+    let confirm_url = format!(
+        "http://{}/confirm?Token=abc",
+        listener.local_addr().unwrap()
+    );
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
-    let app = spawn_app_with(&format!("[events]\ntoken = \"{TOKEN}\"\nsubscribe_hosts = [\"127.0.0.1\"]\n")).await;
+    let app = spawn_app_with(&format!(
+        "[events]\ntoken = \"{TOKEN}\"\nsubscribe_hosts = [\"127.0.0.1\"]\n"
+    ))
+    .await;
     let msg = json!({"Type": "SubscriptionConfirmation", "SubscribeURL": confirm_url}).to_string();
     let (s, body) = post(&app, msg, Some(TOKEN), Some("SubscriptionConfirmation")).await;
     assert_eq!(s, 200, "{body}");
@@ -131,7 +168,13 @@ async fn sns_subscription_is_confirmed_only_for_trusted_hosts() {
     assert_eq!(*hits.lock().unwrap(), 1);
 
     let evil = json!({"Type": "SubscriptionConfirmation", "SubscribeURL": "https://attacker.example/confirm"});
-    let (s, _) = post(&app, evil.to_string(), Some(TOKEN), Some("SubscriptionConfirmation")).await;
+    let (s, _) = post(
+        &app,
+        evil.to_string(),
+        Some(TOKEN),
+        Some("SubscriptionConfirmation"),
+    )
+    .await;
     assert_eq!(s, 400);
 
     let closed = spawn_app_with("").await;

@@ -75,18 +75,27 @@ async fn signed_headers_upload_round_trips_byte_for_byte() {
     assert_eq!(h["content-length"], bytes.len().to_string());
     let auth = h["authorization"].as_str().unwrap();
     assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential="), "{auth}");
-    for signed in ["content-length", "content-type", "x-amz-content-sha256", "x-amz-date"] {
+    for signed in [
+        "content-length",
+        "content-type",
+        "x-amz-content-sha256",
+        "x-amz-date",
+    ] {
         assert!(auth.contains(signed), "{signed} not signed: {auth}");
     }
     // The signature carries the broker's time, which the response states.
     let date = h["x-amz-date"].as_str().unwrap();
     let server_time = parse_time(&c["server_time"]);
-    let stamp = time::format_description::parse("[year][month][day]T[hour][minute][second]Z")
-        .unwrap();
+    let stamp =
+        time::format_description::parse_borrowed::<2>("[year][month][day]T[hour][minute][second]Z")
+            .unwrap();
     let signed_at = time::PrimitiveDateTime::parse(date, &stamp)
         .unwrap()
         .assume_utc();
-    assert!((server_time - signed_at).abs() <= time::Duration::seconds(5), "{date}");
+    assert!(
+        (server_time - signed_at).abs() <= time::Duration::seconds(5),
+        "{date}"
+    );
     assert!(parse_time(&grant["expires_at"]) <= server_time + time::Duration::minutes(15));
 
     let put = app.put_grant(c, bytes.clone(), |_| {}).await;

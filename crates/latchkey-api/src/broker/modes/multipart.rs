@@ -57,10 +57,12 @@ fn row_layout(state: &AppState, upload: &Upload) -> (u64, u32) {
 }
 
 fn store_upload_id(upload: &Upload) -> Result<&str, ApiError> {
-    upload
-        .store_upload_id
-        .as_deref()
-        .ok_or_else(|| ApiError::Internal(format!("multipart upload {} has no store upload id", upload.id)))
+    upload.store_upload_id.as_deref().ok_or_else(|| {
+        ApiError::Internal(format!(
+            "multipart upload {} has no store upload id",
+            upload.id
+        ))
+    })
 }
 
 pub async fn prepare(state: &AppState, upload: &mut Upload) -> Result<(), ApiError> {
@@ -89,7 +91,11 @@ pub async fn unprepare(state: &AppState, upload: &Upload) {
 
 /// Presigned `UploadPart` URLs for `numbers`, signed at the row's creation
 /// time so they expire with the grant.
-fn sign_parts(state: &AppState, upload: &Upload, numbers: &[u32]) -> Result<Vec<PartUrl>, ApiError> {
+fn sign_parts(
+    state: &AppState,
+    upload: &Upload,
+    numbers: &[u32],
+) -> Result<Vec<PartUrl>, ApiError> {
     let upload_id = store_upload_id(upload)?;
     let (part_size, count) = row_layout(state, upload);
     let url = state
@@ -182,10 +188,17 @@ pub async fn part_urls(
 }
 
 /// `GET /v1/uploads/{id}/parts`: the parts the store holds, for resuming.
-pub async fn stored_parts(state: &AppState, user: &UserId, id: &str) -> Result<Vec<Part>, ApiError> {
+/// Also answers the layout (part size and count), which a resuming client
+/// needs and the row does not show.
+pub async fn stored_parts(
+    state: &AppState,
+    user: &UserId,
+    id: &str,
+) -> Result<(u64, u32, Vec<Part>), ApiError> {
     let upload = live_upload(state, user, id).await?;
     let target = upload_target(state, &upload);
-    state
+    let (part_size, count) = row_layout(state, &upload);
+    let parts = state
         .store
         .list_parts(&target, store_upload_id(&upload)?)
         .await?
@@ -193,7 +206,8 @@ pub async fn stored_parts(state: &AppState, user: &UserId, id: &str) -> Result<V
             ApiError::InvalidState(
                 "the store no longer holds this multipart upload; complete it to commit what was assembled".into(),
             )
-        })
+        })?;
+    Ok((part_size, count, parts))
 }
 
 /// A part the client says it uploaded, with the ETag the store gave it.
@@ -204,12 +218,18 @@ pub struct ClientPart {
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
-    a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
+    a.trim_matches('"')
+        .eq_ignore_ascii_case(b.trim_matches('"'))
 }
 
 /// Every part 1..=count present with its exact length; the parts to
 /// complete with, in order.
-fn check_parts(upload: &Upload, part_size: u64, count: u32, held: &[Part]) -> Result<Vec<Part>, ApiError> {
+fn check_parts(
+    upload: &Upload,
+    part_size: u64,
+    count: u32,
+    held: &[Part],
+) -> Result<Vec<Part>, ApiError> {
     let mut missing = Vec::new();
     let mut wrong = Vec::new();
     let mut chosen = Vec::with_capacity(count as usize);
@@ -217,7 +237,9 @@ fn check_parts(upload: &Upload, part_size: u64, count: u32, held: &[Part]) -> Re
         let want = part_len(upload.size, part_size, count, n);
         match held.iter().find(|p| p.number == n) {
             None => missing.push(n),
-            Some(p) if p.size != want => wrong.push(format!("part {n} has {} bytes, not {want}", p.size)),
+            Some(p) if p.size != want => {
+                wrong.push(format!("part {n} has {} bytes, not {want}", p.size))
+            }
             Some(p) => chosen.push(p.clone()),
         }
     }
@@ -227,7 +249,11 @@ fn check_parts(upload: &Upload, part_size: u64, count: u32, held: &[Part]) -> Re
             "{} of {count} parts are missing: {}{}",
             missing.len(),
             shown.join(", "),
-            if missing.len() > shown.len() { ", …" } else { "" }
+            if missing.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
         )));
     }
     if !wrong.is_empty() {

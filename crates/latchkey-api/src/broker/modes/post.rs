@@ -34,7 +34,10 @@ pub const MAX_FORM_LIFETIME: Duration = Duration::minutes(15);
 
 /// When a grant signed at `created_at` for a row expiring at `expires_at`
 /// stops working.
-pub(crate) fn form_expiry(created_at: OffsetDateTime, expires_at: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn form_expiry(
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> OffsetDateTime {
     expires_at.min(created_at + MAX_FORM_LIFETIME)
 }
 

@@ -1,0 +1,100 @@
+//! The orphan sweep (invariant I1): every object under a managed prefix
+//! belongs to a live upload. Objects whose upload is gone or final
+//! (aborted, expired, rejected, deleted), staging copies of committed
+//! uploads, and objects with no row at all are deleted once they are older
+//! than `orphan_grace` — the grace covers uploads whose row is being written
+//! and objects a store event is about to commit.
+//!
+//! Each pass lists at most one page per prefix and remembers where it
+//! stopped, so a bucket of any size is covered over several passes at a
+//! bounded cost each.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use latchkey_api::AppState;
+use latchkey_domain::{ObjectKey, UploadStatus};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+/// Keys listed per prefix per pass.
+const PAGE: u32 = 500;
+
+/// Where the sweep stopped, per managed prefix.
+#[derive(Default)]
+pub struct SweepCursor {
+    next: std::collections::BTreeMap<String, String>,
+}
+
+/// The static beginning of each profile's key template (`u/` for
+/// `u/{user}/{profile}/{id}{ext}`): everything under it is latchkey's.
+pub fn managed_prefixes(state: &AppState) -> BTreeSet<String> {
+    state
+        .profiles
+        .values()
+        .map(|p| {
+            let t = p.key_template.as_str();
+            t[..t.find('{').unwrap_or(t.len())].to_owned()
+        })
+        .collect()
+}
+
+/// Whether the object at `key` should be deleted.
+async fn is_orphan(state: &AppState, key: &str) -> anyhow::Result<bool> {
+    if let Some(row) = state
+        .ledger
+        .find_by_key(&ObjectKey::from_trusted(key))
+        .await?
+    {
+        return Ok(matches!(
+            row.status,
+            UploadStatus::Aborted
+                | UploadStatus::Expired
+                | UploadStatus::Rejected
+                | UploadStatus::Deleted
+        ));
+    }
+    if let Some(base) = key.strip_suffix(".upload")
+        && let Some(row) = state
+            .ledger
+            .find_by_key(&ObjectKey::from_trusted(base))
+            .await?
+    {
+        // A staging copy is needed only while its upload is pending.
+        return Ok(row.status != UploadStatus::Pending);
+    }
+    // No row at all. (Objects a `credentials` grant wrote are given rows by
+    // adoption as they arrive; the grace period covers the gap.)
+    Ok(true)
+}
+
+/// One bounded step of the sweep; returns how many objects were removed.
+pub async fn sweep(
+    state: &AppState,
+    cursor: &Mutex<SweepCursor>,
+    orphan_grace: Duration,
+) -> anyhow::Result<usize> {
+    let cutoff = OffsetDateTime::now_utc() - orphan_grace;
+    let mut cursor = cursor.lock().await;
+    let mut removed = 0;
+    for prefix in managed_prefixes(state) {
+        let from = cursor.next.get(&prefix).cloned();
+        let page = state.store.list(&prefix, from.as_deref(), PAGE).await?;
+        for obj in &page.objects {
+            let old_enough = obj.last_modified.is_some_and(|t| t < cutoff);
+            if old_enough && is_orphan(state, &obj.key).await? {
+                tracing::info!(key = %obj.key, "removing an object no live upload owns");
+                state
+                    .store
+                    .delete(&ObjectKey::from_trusted(obj.key.clone()))
+                    .await?;
+                removed += 1;
+            }
+        }
+        match page.next {
+            Some(next) => cursor.next.insert(prefix, next),
+            None => cursor.next.remove(&prefix),
+        };
+    }
+    Ok(removed)
+}
