@@ -66,7 +66,26 @@ impl LedgerError {
                     | sqlx::Error::Protocol(_)
                     | sqlx::Error::WorkerCrashed
             )
-        )
+        ) || self.is_busy()
+    }
+
+    /// The database refused for now: SQLite busy/locked (5, 6 and their
+    /// extended codes), PostgreSQL serialization failure, deadlock, lock
+    /// timeout or shutdown. Retrying later is right; nothing was written.
+    fn is_busy(&self) -> bool {
+        let LedgerError::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        let Some(code) = db.code() else { return false };
+        // PostgreSQL SQLSTATEs first: some are all digits too.
+        if matches!(
+            code.as_ref(),
+            "40001" | "40P01" | "55P03" | "57P01" | "57P03"
+        ) {
+            return true;
+        }
+        // SQLite: the primary code is the low byte of an extended one.
+        code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
     }
 
     /// A configuration problem found before any connection was made.

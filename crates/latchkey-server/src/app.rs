@@ -104,7 +104,8 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
                     access_key_id: dev.store_access_key_id.clone(),
                     secret_access_key: dev.store_secret_access_key.clone(),
                 },
-                Some(events.clone() as Arc<dyn latchkey_s3local::ObjectEvents>),
+                s.notify
+                    .then(|| events.clone() as Arc<dyn latchkey_s3local::ObjectEvents>),
             )
             .await
             .context("opening the embedded store")?;

@@ -169,6 +169,11 @@ pub struct StoreConfig {
     pub sts_role_arn: Option<String>,
     /// S3 only: the STS endpoint, when it is not the S3 endpoint.
     pub sts_endpoint: Option<String>,
+    /// Embedded only: the store tells the broker about each new object
+    /// in-process, so an upload whose client never completes commits at
+    /// once. Off, only `complete`, event notifications and the reconciler
+    /// commit.
+    pub notify: bool,
 }
 
 impl Default for StoreConfig {
@@ -186,6 +191,7 @@ impl Default for StoreConfig {
             capabilities: None,
             sts_role_arn: None,
             sts_endpoint: None,
+            notify: true,
         }
     }
 }

@@ -114,31 +114,22 @@ fn breaks(
 }
 
 /// What the embedded store's in-process hook does with "`key` was written":
-/// adopt an object that has no row, and commit a pending `credentials` row
-/// whose key it is. Rows of the other modes are left to their own commit
-/// paths here (their flows may verify more than a HEAD shows, e.g. a
-/// multipart upload's sha256); `events::object_created`, which the S3 event
-/// notifications use, commits every mode.
+/// commit the pending upload it belongs to (so an app that crashed after its
+/// PUT is committed within moments, not at the next reconciler pass), or
+/// adopt an object that has no row. The commit is `commit_upload` as always,
+/// so it verifies exactly what `complete` would.
 pub async fn store_event(state: &AppState, key: &str) -> Result<EventOutcome, ApiError> {
-    let found = state
+    // A multipart object appears when the broker itself completes the
+    // upload, inside that upload's own commit: nothing to add here.
+    if let Some(row) = state
         .ledger
         .find_by_key(&ObjectKey::from_trusted(key))
-        .await?;
-    match found {
-        Some(row) if row.mode == Mode::Credentials => {
-            super::events::object_created(state, key).await
-        }
-        Some(_) => Ok(EventOutcome::Ignored),
-        // A staging copy (`{key}.upload`) belongs to its upload's row.
-        None if key.strip_suffix(".upload").is_some() => {
-            let base = ObjectKey::from_trusted(key.trim_end_matches(".upload"));
-            match state.ledger.find_by_key(&base).await? {
-                Some(_) => Ok(EventOutcome::Ignored),
-                None => adopt(state, key).await,
-            }
-        }
-        None => adopt(state, key).await,
+        .await?
+        && row.mode == Mode::Multipart
+    {
+        return Ok(EventOutcome::Ignored);
     }
+    super::events::object_created(state, key).await
 }
 
 /// Adopts the object at `key` if it lies under a user's prefix in a

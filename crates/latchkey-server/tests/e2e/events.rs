@@ -78,8 +78,15 @@ async fn status(app: &TestApp, token: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn s3_and_minio_events_commit_uploads() {
+    // Only this notification may commit: no reconciler, and on the
+    // embedded store no in-process hook (that path is tested on its own).
+    let quiet_store = if crate::common::on_s3() {
+        ""
+    } else {
+        "[store]\nnotify = false\nlisten = \"127.0.0.1:0\"\n"
+    };
     let app = spawn_app_with(&format!(
-        "[events]\ntoken = \"{TOKEN}\"\n[reconciler]\nenabled = false\n"
+        "[events]\ntoken = \"{TOKEN}\"\n[reconciler]\nenabled = false\n{quiet_store}"
     ))
     .await;
     let token = app.token("alice");
@@ -180,4 +187,25 @@ async fn sns_subscription_is_confirmed_only_for_trusted_hosts() {
     let closed = spawn_app_with("").await;
     let (s, body) = post(&closed, "{}".into(), Some(TOKEN), None).await;
     assert_eq!((s, body["code"].as_str()), (403, Some("forbidden")));
+}
+
+#[tokio::test]
+async fn the_embedded_store_commits_in_process_without_complete() {
+    if crate::common::on_s3() {
+        // Only the embedded store can tell the broker in-process; on other
+        // stores notifications and the reconciler do it (tested above).
+        return;
+    }
+    let app = spawn_app_with("[reconciler]\nenabled = false\n").await;
+    let token = app.token("alice");
+    let (id, _) = uploaded_not_completed(&app, &token).await;
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = status(&app, &token, &id).await;
+        if last == "committed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, "committed", "the PUT alone commits the upload");
 }

@@ -233,7 +233,6 @@ pub async fn receive(
         {
             return Err(reject_checksum(state, &upload).await);
         }
-        eprintln!("DEBUG proxy store error: {e:?}");
         return Err(e);
     }
     if upload.sha256.is_some_and(|want| want != meter.digest()) {
