@@ -141,6 +141,28 @@ pub struct UploadView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(required = true)]
     pub committed_at: Option<OffsetDateTime>,
+    /// Processed photos (profiles with `process = "image"`): the upright
+    /// width and height of the clean original.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// A ThumbHash placeholder (base64) to show while the image loads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
+    /// Variants to download with `?variant=<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<VariantView>>,
+}
+
+/// One variant of a processed photo.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VariantView {
+    /// `thumb`, `medium`, or a profile's own.
+    pub name: String,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 impl From<&Upload> for UploadView {
@@ -163,6 +185,20 @@ impl From<&Upload> for UploadView {
             expires_at: u.expires_at,
             updated_at: u.updated_at,
             committed_at: u.committed_at,
+            width: u.media.as_ref().map(|m| m.width),
+            height: u.media.as_ref().map(|m| m.height),
+            thumbhash: u.media.as_ref().map(|m| m.thumbhash.clone()),
+            variants: u.media.as_ref().map(|m| {
+                m.variants
+                    .iter()
+                    .map(|v| VariantView {
+                        name: v.name.clone(),
+                        content_type: v.content_type.clone(),
+                        width: v.width,
+                        height: v.height,
+                    })
+                    .collect()
+            }),
         }
     }
 }

@@ -52,6 +52,18 @@ pub enum ApiError {
     AlreadyAttached(String),
     #[error("{0}")]
     VariantNotFound(String),
+    /// Photo pipeline: the bytes are not an allowed image.
+    #[error("{0}")]
+    NotAnImage(String),
+    /// Photo pipeline: too many pixels (from the header, before decoding).
+    #[error("{0}")]
+    TooManyPixels(String),
+    /// Photo pipeline: an animation with too many frames.
+    #[error("{0}")]
+    TooManyFrames(String),
+    /// Photo pipeline: broken, truncated, or the decoder failed.
+    #[error("{0}")]
+    DecodeFailed(String),
     /// Multipart: a part is missing, has the wrong size, or another ETag.
     #[error("{0}")]
     PartsIncomplete(String),
@@ -64,6 +76,21 @@ pub enum ApiError {
     /// Proxy: the body came without a Content-Length.
     #[error("{0}")]
     LengthRequired(String),
+    /// tus: another request is writing to the upload.
+    #[error("{0}")]
+    Locked(String),
+    /// tus: the PATCH's `Upload-Offset` is not where the upload stands.
+    #[error("{0}")]
+    OffsetMismatch(String),
+    /// tus: a missing or unsupported `Tus-Resumable`.
+    #[error("{0}")]
+    TusVersion(String),
+    /// tus: an `Upload-Checksum` algorithm other than sha1 and sha256.
+    #[error("{0}")]
+    ChecksumAlgorithm(String),
+    /// tus: the PATCH body does not match its `Upload-Checksum` (460).
+    #[error("{0}")]
+    BodyChecksumMismatch(String),
     #[error("the object store is unavailable; try again shortly")]
     StoreUnavailable,
     #[error("the ledger database is unavailable; try again shortly")]
@@ -162,6 +189,26 @@ impl ApiError {
                 "variant_not_found",
                 "No such variant",
             ),
+            NotAnImage(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_an_image",
+                "Not an image",
+            ),
+            TooManyPixels(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_many_pixels",
+                "Too many pixels",
+            ),
+            TooManyFrames(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_many_frames",
+                "Too many frames",
+            ),
+            DecodeFailed(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "decode_failed",
+                "Image could not be decoded",
+            ),
             PartsIncomplete(_) => (StatusCode::CONFLICT, "parts_incomplete", "Parts incomplete"),
             BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", "Body too large"),
             BodyTypeMismatch(_) => (
@@ -173,6 +220,24 @@ impl ApiError {
                 StatusCode::LENGTH_REQUIRED,
                 "length_required",
                 "Content-Length required",
+            ),
+            Locked(_) => (StatusCode::LOCKED, "locked", "Upload locked"),
+            OffsetMismatch(_) => (StatusCode::CONFLICT, "offset_mismatch", "Offset mismatch"),
+            TusVersion(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "unsupported_version",
+                "Unsupported tus version",
+            ),
+            ChecksumAlgorithm(_) => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_checksum_algorithm",
+                "Unsupported checksum algorithm",
+            ),
+            // tus's own status for a checksum mismatch.
+            BodyChecksumMismatch(_) => (
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+                "checksum_mismatch",
+                "Checksum mismatch",
             ),
             StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

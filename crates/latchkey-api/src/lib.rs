@@ -18,4 +18,7 @@ pub use auth::{AuthConfig, Authenticator, mint_token};
 pub use error::{ApiError, InternalDetail, ProblemCode};
 pub use metrics::Metrics;
 pub use routes::router;
+pub use routes::tus::{
+    REQUEST_HEADERS as TUS_REQUEST_HEADERS, RESPONSE_HEADERS as TUS_RESPONSE_HEADERS,
+};
 pub use state::{AppState, Limits};

@@ -9,7 +9,8 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{attach, content, credentials, events, ops, parts, uploads};
+use crate::routes::uppy::{TokenMounts, companion, sign, token};
+use crate::routes::{attach, content, credentials, events, ops, parts, tus, uploads, web};
 
 /// The name handlers use in `security((…))`.
 pub const BEARER: &str = "bearer";
@@ -90,12 +91,36 @@ impl Modify for BearerAuth {
         ops::readyz,
         ops::metrics,
         ops::openapi_json,
+        token::create,
+        token::dev,
+        companion::params,
+        companion::create_multipart,
+        companion::list_parts,
+        companion::abort,
+        companion::batch,
+        companion::sign_part,
+        companion::complete,
+        companion::sts,
+        sign::sign,
+        sign::credentials,
+        sign::initiate,
+        sign::assemble,
+        web::index,
+        web::asset,
+        tus::create,
+        tus::head,
+        tus::patch,
+        tus::delete,
+        tus::options,
+        tus::options_upload,
     ),
     components(schemas(Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &TokenMounts),
     tags(
         (name = "uploads", description = "Grants, commits and downloads"),
         (name = "events", description = "Store event notifications"),
+        (name = "tus", description = "tus 1.0 resumable uploads (core, creation, creation-with-upload, termination, expiration, checksum)"),
+        (name = "uppy", description = "Uppy's backend contracts (Companion routes, signRequest, getCredentials)"),
         (name = "ops", description = "Clock, health, metrics and this document"),
     )
 )]
@@ -193,7 +218,15 @@ mod tests {
                 let secured = op["security"][0].get(BEARER).is_some();
                 assert_eq!(
                     secured,
-                    path.starts_with("/v1/uploads") || path == "/v1/credentials",
+                    path.starts_with("/v1/uploads")
+                        || [
+                            "/v1/credentials",
+                            "/v1/uppy-token",
+                            "/s3/sign",
+                            "/s3/credentials"
+                        ]
+                        .contains(&path.as_str())
+                        || (path.starts_with("/tus/") && method != "options"),
                     "{method} {path}: bearer security"
                 );
                 for (status, res) in op["responses"].as_object().unwrap() {

@@ -75,4 +75,8 @@ pub struct AppState {
     pub events: EventSettings,
     /// Per-user limit on grant creation; `None` means unlimited.
     pub grant_limiter: Option<crate::ratelimit::GrantLimiter>,
+    /// Upload tokens for Uppy's Companion routes, and dev sign-in.
+    pub uppy: crate::broker::uppy::UppySettings,
+    /// The tus endpoint's buffers and write locks.
+    pub tus: crate::broker::modes::tus::TusSettings,
 }

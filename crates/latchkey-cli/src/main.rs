@@ -98,6 +98,10 @@ enum Command {
         #[command(flatten)]
         args: client::RmArgs,
     },
+    /// The photo pipeline's isolated worker: a job as JSON on stdin, the
+    /// result as JSON on stdout. Started by `serve`, never by hand.
+    #[command(hide = true)]
+    MediaWorker,
 }
 
 #[derive(Subcommand)]
@@ -227,6 +231,7 @@ fn token(config: &Config, user: &str, ttl: &str) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
+        Command::MediaWorker => std::process::exit(latchkey_media::worker_main()),
         Command::Serve {
             listen,
             store_listen,

@@ -28,6 +28,39 @@ impl ObjectKey {
     pub fn staging(&self) -> ObjectKey {
         ObjectKey(format!("{}.upload", self.0))
     }
+
+    /// Where a grant of a `process = "image"` profile writes: the bytes stay
+    /// there, never served, until the photo pipeline has written the clean
+    /// original at the key itself (DESIGN §7).
+    pub fn quarantine(&self) -> ObjectKey {
+        ObjectKey(format!("{}.quarantine", self.0))
+    }
+
+    /// Where the pipeline writes variant `name` (`{key}.thumb.jpg`).
+    pub fn variant(&self, name: &str, extension: &str) -> ObjectKey {
+        ObjectKey(format!("{}.{name}.{extension}", self.0))
+    }
+
+    /// The key whose upload owns `key` when `key` is one of the keys derived
+    /// from it (staging, quarantine, a variant), else `None`.
+    pub fn derived_base(key: &str) -> Option<&str> {
+        if let Some(base) = key
+            .strip_suffix(".upload")
+            .or_else(|| key.strip_suffix(".quarantine"))
+        {
+            return Some(base);
+        }
+        let rest = key
+            .strip_suffix(".jpg")
+            .or_else(|| key.strip_suffix(".webp"))?;
+        let (base, name) = rest.rsplit_once('.')?;
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        (ok && !base.is_empty()).then_some(base)
+    }
 }
 
 impl fmt::Display for ObjectKey {
@@ -181,6 +214,17 @@ pub fn sanitize_filename(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_lead_back_to_their_upload() {
+        let k = ObjectKey::from_trusted("u/alice/photo/01J.jpg");
+        for d in [k.staging(), k.quarantine(), k.variant("thumb", "jpg"), k.variant("medium", "webp")] {
+            assert_eq!(ObjectKey::derived_base(d.as_str()), Some(k.as_str()), "{d}");
+        }
+        assert_eq!(ObjectKey::derived_base("u/alice/photo/01J.jpg"), Some("u/alice/photo/01J"));
+        assert_eq!(ObjectKey::derived_base("u/alice/photo/01J.png"), None);
+        assert_eq!(ObjectKey::derived_base("x.Thumb.jpg"), None);
+    }
 
     fn template() -> KeyTemplate {
         KeyTemplate::parse("u/{user}/{profile}/{id}{ext}").unwrap()

@@ -21,4 +21,4 @@ pub use key::{KeyTemplate, KeyTemplateError, ObjectKey, extension_for, sanitize_
 pub use profile::{Mode, ModeError, Process, Profile, ProfileName, default_profiles};
 pub use secret::Secret;
 pub use size::{ByteSize, ByteSizeError};
-pub use upload::{Upload, UploadStatus};
+pub use upload::{MediaInfo, MediaVariant, Upload, UploadStatus};

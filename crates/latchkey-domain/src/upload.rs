@@ -110,6 +110,30 @@ pub struct Upload {
     /// The store's own id for this upload's multipart upload (`multipart`
     /// and `tus` modes), created by the broker with the row.
     pub store_upload_id: Option<String>,
+    /// What the photo pipeline recorded (profiles with `process = "image"`,
+    /// once processed).
+    pub media: Option<MediaInfo>,
+}
+
+/// A processed image (DESIGN §7): the clean original's size, a ThumbHash
+/// placeholder, and the variants written beside it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MediaInfo {
+    pub width: u32,
+    pub height: u32,
+    /// ThumbHash, base64.
+    pub thumbhash: String,
+    pub variants: Vec<MediaVariant>,
+}
+
+/// One variant of a processed image.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MediaVariant {
+    pub name: String,
+    pub key: ObjectKey,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 #[cfg(test)]

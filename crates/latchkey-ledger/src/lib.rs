@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use latchkey_domain::{ObjectKey, ProfileName, Upload, UploadId, UploadStatus, UserId};
+use latchkey_domain::{MediaInfo, ObjectKey, ProfileName, Upload, UploadId, UploadStatus, UserId};
 use time::OffsetDateTime;
 
 mod attach;
@@ -91,6 +91,17 @@ pub struct Changes {
     /// Defaults to the transition's `now` when moving into `committed`.
     pub committed_at: Option<OffsetDateTime>,
     pub attached_ref: Option<String>,
+    /// What the photo pipeline recorded (set when leaving `processing`).
+    pub media: Option<MediaInfo>,
+}
+
+/// A row in `processing` claimed by a media worker
+/// ([`UploadRepo::claim_processing`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessingJob {
+    pub upload: Upload,
+    /// Claims of this row so far, this one included.
+    pub attempts: u32,
 }
 
 /// The outcome of [`UploadRepo::insert`].
@@ -287,6 +298,19 @@ pub trait UploadRepo: Send + Sync + 'static {
     /// Gives the lease up if `holder` holds it, so another instance need
     /// not wait for it to expire. True if it was `holder`'s.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, LedgerError>;
+
+    /// Claims up to `limit` rows in `processing` (photo-pipeline jobs) whose
+    /// processing lease is free (none, or ended at or before `now`), oldest
+    /// update first, leasing each until `now + lease` and counting the
+    /// attempt. While the lease runs no other call claims the row; a worker
+    /// that dies lets it run out and the job is claimed again. Any
+    /// transition out of `processing` ends the lease.
+    async fn claim_processing(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ProcessingJob>, LedgerError>;
 
     /// Succeeds when the database answers a trivial query (for `/readyz`).
     async fn ping(&self) -> Result<(), LedgerError>;

@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use latchkey_domain::{
-    ContentType, Mode, ObjectKey, ProfileName, Sha256Digest, Upload, UploadId, UploadStatus, UserId,
+    ContentType, MediaInfo, MediaVariant, Mode, ObjectKey, ProfileName, Sha256Digest, Upload,
+    UploadId, UploadStatus, UserId,
 };
 use time::OffsetDateTime;
 
@@ -18,7 +19,8 @@ use crate::{LedgerError, OutboxEvent};
 /// The columns of `uploads`, in [`UploadRow`] order, for SELECT and INSERT.
 pub(crate) const UPLOAD_COLUMNS: &str = "id, user_id, profile, mode, key, filename, \
      content_type, size, sha256, status, etag, reason, metadata, idempotency_key, \
-     attached_ref, created_at, expires_at, updated_at, committed_at, store_upload_id";
+     attached_ref, created_at, expires_at, updated_at, committed_at, store_upload_id, \
+     width, height, thumbhash, variants";
 
 /// The columns of `outbox` that [`OutboxRow`] reads.
 pub(crate) const OUTBOX_COLUMNS: &str = "id, upload_id, event_type, payload, created_at, \
@@ -46,6 +48,30 @@ pub(crate) struct UploadRow {
     pub updated_at: i64,
     pub committed_at: Option<i64>,
     pub store_upload_id: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub thumbhash: Option<String>,
+    /// JSON: the variants' names, keys, types and sizes.
+    pub variants: Option<String>,
+}
+
+/// A claimed processing job: the row and its attempt count.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ProcessingRow {
+    #[sqlx(flatten)]
+    pub upload: UploadRow,
+    pub process_attempts: i64,
+}
+
+impl ProcessingRow {
+    pub(crate) fn into_job(self) -> Result<crate::ProcessingJob, LedgerError> {
+        let attempts = u32::try_from(self.process_attempts)
+            .map_err(|_| corrupt("process_attempts", &self.process_attempts.to_string()))?;
+        Ok(crate::ProcessingJob {
+            upload: self.upload.into_upload()?,
+            attempts,
+        })
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -59,6 +85,35 @@ pub(crate) struct OutboxRow {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub dead_at: Option<i64>,
+}
+
+/// The media columns a transition sets (all `None` without media).
+#[derive(Default)]
+pub(crate) struct MediaColumns {
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub thumbhash: Option<String>,
+    pub variants: Option<String>,
+}
+
+impl MediaColumns {
+    pub(crate) fn of(changes: &crate::Changes) -> Result<Self, LedgerError> {
+        let Some(m) = &changes.media else {
+            return Ok(Self::default());
+        };
+        Ok(Self {
+            width: Some(i64::from(m.width)),
+            height: Some(i64::from(m.height)),
+            thumbhash: Some(m.thumbhash.clone()),
+            variants: Some(media_variants_json(&m.variants)?),
+        })
+    }
+}
+
+/// The `variants` column: JSON.
+pub(crate) fn media_variants_json(v: &[MediaVariant]) -> Result<String, LedgerError> {
+    serde_json::to_string(v)
+        .map_err(|e| LedgerError::Conflict(format!("variants are not serializable: {e}")))
 }
 
 /// Unix milliseconds, the ledger's time column format. Sub-millisecond
@@ -116,6 +171,10 @@ impl UploadRow {
             updated_at: to_millis(u.updated_at)?,
             committed_at: u.committed_at.map(to_millis).transpose()?,
             store_upload_id: u.store_upload_id.clone(),
+            width: u.media.as_ref().map(|m| i64::from(m.width)),
+            height: u.media.as_ref().map(|m| i64::from(m.height)),
+            thumbhash: u.media.as_ref().map(|m| m.thumbhash.clone()),
+            variants: u.media.as_ref().map(|m| media_variants_json(&m.variants)).transpose()?,
         })
     }
 
@@ -158,6 +217,16 @@ impl UploadRow {
                 .map(|ms| from_millis(ms, "committed_at"))
                 .transpose()?,
             store_upload_id: self.store_upload_id,
+            media: match (self.width, self.height, self.thumbhash, self.variants) {
+                (Some(w), Some(h), Some(thumbhash), Some(variants)) => Some(MediaInfo {
+                    width: u32::try_from(w).map_err(|_| corrupt("width", &w.to_string()))?,
+                    height: u32::try_from(h).map_err(|_| corrupt("height", &h.to_string()))?,
+                    thumbhash,
+                    variants: serde_json::from_str(&variants)
+                        .map_err(|_| corrupt("variants", &variants))?,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -228,6 +297,10 @@ mod tests {
             updated_at: 0,
             committed_at: None,
             store_upload_id: None,
+            width: None,
+            height: None,
+            thumbhash: None,
+            variants: None,
         };
         let err = row.into_upload().unwrap_err();
         assert!(

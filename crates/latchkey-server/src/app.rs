@@ -32,6 +32,8 @@ pub struct Application {
     public_url: String,
     store_public_url: String,
     reconciler: Arc<reconciler::Reconciler>,
+    /// This instance's name for leases.
+    holder: String,
     /// The HS256 secret `latchkey token` signs with (dev mode or configured).
     pub token_secret: Option<Secret>,
 }
@@ -48,6 +50,7 @@ struct Workers {
     /// Time between reconciler passes, when it runs.
     reconciler: Option<Duration>,
     webhooks: Option<(WebhookSender, Duration)>,
+    media: crate::workers::media::MediaPool,
 }
 
 fn workers(config: &Config) -> anyhow::Result<Workers> {
@@ -69,6 +72,7 @@ fn workers(config: &Config) -> anyhow::Result<Workers> {
     Ok(Workers {
         reconciler,
         webhooks,
+        media: crate::workers::media::MediaPool::from_config(&config.media)?,
     })
 }
 
@@ -251,6 +255,14 @@ impl Application {
                 bucket: config.store.bucket.clone(),
             },
             grant_limiter: grant_limiter(&config),
+            tus: latchkey_api::broker::modes::tus::TusSettings::new(config.tus_buffer_dir()),
+            // Dev mode (nothing configured to verify tokens): the demo page
+            // may sign in as a dev user with the generated secret.
+            uppy: latchkey_api::broker::uppy::UppySettings::new(
+                &wiring.secret,
+                (config.auth.jwt_secret.is_none() && config.auth.jwks_file.is_none())
+                    .then(|| dev.jwt_secret.clone()),
+            ),
         });
         if let Some(events) = &wiring.events {
             events.bind(&state);
@@ -259,6 +271,7 @@ impl Application {
         Ok(Application {
             state,
             workers: workers(&config)?,
+            holder: instance_id(&config.data_dir),
             reconciler: Arc::new(reconciler::Reconciler {
                 grace: checked_duration(&config.reconciler.grace),
                 orphan_grace: checked_duration(&config.reconciler.orphan_grace),
@@ -289,7 +302,7 @@ impl Application {
     /// One reconciler pass now (`latchkey reconcile --once`), whatever the
     /// configured schedule.
     pub async fn reconcile_once(&self) -> anyhow::Result<reconciler::PassReport> {
-        reconciler::pass(&self.state, &instance_id(), &self.reconciler).await
+        reconciler::pass(&self.state, &self.holder, &self.reconciler).await
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
@@ -298,7 +311,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let holder = instance_id();
+        let holder = self.holder.clone();
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(every) = self.workers.reconciler {
             tasks.spawn(reconciler::run(
@@ -319,6 +332,10 @@ impl Application {
                 }
             });
         }
+        tasks.spawn(crate::workers::media::run(
+            self.state.clone(),
+            self.workers.media,
+        ));
         if let Some((sender, poll)) = self.workers.webhooks {
             tasks.spawn(webhooks::run(self.state.ledger.clone(), sender, poll));
         }

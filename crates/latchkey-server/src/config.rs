@@ -31,6 +31,8 @@ pub struct Config {
     pub events: EventsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub media: MediaConfig,
+    pub tus: TusConfig,
     /// Overrides of the built-in `photo` and `file` profiles, and new ones.
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -49,6 +51,8 @@ impl Default for Config {
             events: EventsConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            media: MediaConfig::default(),
+            tus: TusConfig::default(),
             profiles: BTreeMap::new(),
         }
     }
@@ -131,6 +135,66 @@ impl Default for ReconcilerConfig {
             every: "30s".into(),
             grace: "1m".into(),
             orphan_grace: "10m".into(),
+        }
+    }
+}
+
+/// The photo pipeline (DESIGN §7): its worker pool and the limits of each
+/// isolated worker process.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Jobs this instance processes at once (0: none here).
+    pub workers: usize,
+    /// Refused above this many pixels, from the header, before decoding.
+    pub max_pixels: u64,
+    /// Refused when a side is longer.
+    pub max_side: u32,
+    pub max_frames: u32,
+    /// Address space of one worker process (`RLIMIT_AS`).
+    pub memory_limit: String,
+    /// CPU time of one worker process (`RLIMIT_CPU`).
+    pub cpu_limit: String,
+    /// Wall-clock time after which a worker is killed.
+    pub timeout: String,
+    /// How long a claimed job is this instance's; a job whose instance
+    /// died is claimed again after it.
+    pub lease: String,
+    /// How often an idle pool looks for jobs.
+    pub poll: String,
+    /// Claims of one job (transient store failures) before it is rejected.
+    pub max_attempts: u32,
+    /// `thumb` and `medium` variants as `jpeg` or `webp` (lossless).
+    pub variant_format: String,
+    pub thumb_size: u32,
+    pub medium_size: u32,
+    pub jpeg_quality: u8,
+    /// The worker program and arguments; empty: this binary's hidden
+    /// `media-worker` subcommand.
+    pub worker_command: Vec<String>,
+    /// The HEIC/HEIF/AVIF decoder (Debian's `heif-convert`).
+    pub heif_decoder: String,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            max_pixels: 100_000_000,
+            max_side: 20_000,
+            max_frames: 1_000,
+            memory_limit: "1GiB".into(),
+            cpu_limit: "60s".into(),
+            timeout: "2m".into(),
+            lease: "5m".into(),
+            poll: "250ms".into(),
+            max_attempts: 5,
+            variant_format: "jpeg".into(),
+            thumb_size: 256,
+            medium_size: 1280,
+            jpeg_quality: 85,
+            worker_command: Vec::new(),
+            heif_decoder: "heif-convert".into(),
         }
     }
 }
@@ -289,6 +353,17 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The tus endpoint (`/tus/`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TusConfig {
+    /// Where each unfinished tus upload buffers the part it is filling (at
+    /// most one part, 5 MiB, per upload); defaults to `{data_dir}/tus`.
+    /// Local to the instance: see docs/ARCHITECTURE.md on resuming
+    /// elsewhere.
+    pub buffer_dir: Option<PathBuf>,
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
@@ -374,8 +449,19 @@ impl Config {
             ("webhooks.timeout", &config.webhooks.timeout),
             ("webhooks.poll", &config.webhooks.poll),
             ("webhooks.retry_base", &config.webhooks.retry_base),
+            ("media.cpu_limit", &config.media.cpu_limit),
+            ("media.timeout", &config.media.timeout),
+            ("media.lease", &config.media.lease),
+            ("media.poll", &config.media.poll),
         ] {
             parse_duration(v).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        latchkey_domain::ByteSize::parse(&config.media.memory_limit)
+            .map_err(|e| ConfigError::Invalid(format!("media.memory_limit: {e}")))?;
+        if !matches!(config.media.variant_format.as_str(), "jpeg" | "webp") {
+            return Err(ConfigError::Invalid(
+                "media.variant_format: use jpeg or webp".into(),
+            ));
         }
         if config.webhooks.url.is_some() && config.webhooks.secret.is_none() {
             return Err(ConfigError::Invalid(
@@ -383,6 +469,13 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+
+    pub fn tus_buffer_dir(&self) -> PathBuf {
+        self.tus
+            .buffer_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tus"))
     }
 
     pub fn ledger_url(&self) -> String {

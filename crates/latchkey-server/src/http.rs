@@ -32,14 +32,23 @@ pub fn layers(router: Router) -> Router {
             Method::PATCH,
             Method::HEAD,
         ])
-        .allow_headers([
-            HeaderName::from_static("authorization"),
-            HeaderName::from_static("content-type"),
-            HeaderName::from_static("idempotency-key"),
-            HeaderName::from_static("x-latchkey-user"),
-            X_REQUEST_ID,
-        ])
-        .expose_headers([X_REQUEST_ID])
+        .allow_headers(
+            [
+                HeaderName::from_static("authorization"),
+                HeaderName::from_static("content-type"),
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-latchkey-user"),
+                X_REQUEST_ID,
+            ]
+            .into_iter()
+            .chain(header_names(latchkey_api::TUS_REQUEST_HEADERS))
+            .collect::<Vec<_>>(),
+        )
+        .expose_headers(
+            std::iter::once(X_REQUEST_ID)
+                .chain(header_names(latchkey_api::TUS_RESPONSE_HEADERS))
+                .collect::<Vec<_>>(),
+        )
         .max_age(Duration::from_secs(600));
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<Body>| {
@@ -74,12 +83,34 @@ pub fn layers(router: Router) -> Router {
         .on_failure(());
     // `Router::layer` wraps each route, so the matched route is known in
     // every layer below; the last one added runs first.
-    router
+    let plain = router
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
-        .layer(axum::middleware::map_request(drop_unusable_request_id))
-        .layer(cors)
+        .layer(axum::middleware::map_request(drop_unusable_request_id));
+    let with_cors = plain.clone().layer(cors);
+    tus_discovery_past_cors(plain, with_cors)
+}
+
+fn header_names(names: &'static [&'static str]) -> impl Iterator<Item = HeaderName> {
+    names.iter().map(|n| HeaderName::from_static(n))
+}
+
+/// tower-http's CORS layer answers every OPTIONS request itself, as a
+/// preflight. A tus client's OPTIONS to `/tus/…` without
+/// `Access-Control-Request-Method` is no preflight but tus discovery
+/// (`Tus-Version`, `Tus-Extension`…), so it goes to the router directly.
+fn tus_discovery_past_cors(plain: Router, with_cors: Router) -> Router {
+    use tower::ServiceExt;
+    Router::new().fallback_service(tower::service_fn(move |req: AxumRequest| {
+        let discovery = req.method() == Method::OPTIONS
+            && req.uri().path().starts_with("/tus/")
+            && !req
+                .headers()
+                .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
+        let router = if discovery { &plain } else { &with_cors };
+        router.clone().oneshot(req)
+    }))
 }
 
 /// A client's `x-request-id` is kept (so a trace can cross services) only

@@ -52,7 +52,11 @@ pub fn signing_key(secret: &Secret, date: &str, region: &str, service: &str) -> 
 
 /// `date/region/service/aws4_request`, the scope named in every credential.
 pub fn credential_scope(date: &str, region: &str, service: &str) -> String {
-    format!("{date}/{region}/{service}/aws4_request")
+    let mut scope = String::with_capacity(date.len() + region.len() + service.len() + 15);
+    for part in [date, "/", region, "/", service, "/aws4_request"] {
+        scope.push_str(part);
+    }
+    scope
 }
 
 /// The string to sign for a canonical request (step 2 of the spec).

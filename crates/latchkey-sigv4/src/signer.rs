@@ -149,7 +149,7 @@ impl Signer {
             h.push("host", &parts.authority)?;
         }
         h.finish();
-        let mut signed_headers = String::new();
+        let mut signed_headers = String::with_capacity(h.text_len());
         h.write_signed(&mut signed_headers);
 
         let mut q = CanonicalQuery::with_capacity(query.len());
@@ -161,12 +161,17 @@ impl Signer {
             return Err(Error::ReservedQuery((*name).to_owned()));
         }
         let scope = self.scope(&date);
-        let credential = format!("{}/{scope}", self.creds.access_key_id);
-        let expires = expires_secs.to_string();
+        let mut credential =
+            String::with_capacity(self.creds.access_key_id.len() + 1 + scope.len());
+        credential.push_str(&self.creds.access_key_id);
+        credential.push('/');
+        credential.push_str(&scope);
+        let mut digits = [0u8; 20];
+        let expires = decimal(expires_secs, &mut digits);
         q.push("X-Amz-Algorithm", ALGORITHM);
         q.push("X-Amz-Credential", &credential);
         q.push("X-Amz-Date", date.datetime());
-        q.push("X-Amz-Expires", &expires);
+        q.push("X-Amz-Expires", expires);
         q.push("X-Amz-SignedHeaders", &signed_headers);
         if let Some(token) = &self.creds.session_token {
             q.push("X-Amz-Security-Token", token.expose());
@@ -344,6 +349,20 @@ fn collect_headers<'a>(
         return Err(Error::ReservedHeader((*name).to_owned()));
     }
     Ok(h)
+}
+
+/// `v` in decimal, written into `buf` without going through `fmt`.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 fn validate_method(method: &str) -> Result<(), Error> {

@@ -11,6 +11,7 @@ mod capabilities;
 mod multipart;
 pub mod probe;
 mod s3;
+mod read;
 mod stream;
 pub mod temporary;
 
@@ -149,6 +150,20 @@ pub trait ObjectStore: Send + Sync + 'static {
         length: u64,
         body: ByteBody,
     ) -> Result<String, StoreError>;
+
+    /// The whole object in memory, for objects known to be small (a photo
+    /// the pipeline processes). `Ok(None)` when the object does not exist;
+    /// `Refused` when it is larger than `max` bytes.
+    async fn read(&self, key: &ObjectKey, max: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// One PutObject of `bytes` (what the photo pipeline wrote), with its
+    /// SHA-256 for the store to check. Returns the ETag.
+    async fn put_bytes(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Option<String>, StoreError>;
 
     /// The SHA-256 of a stored object, read back in chunks (for objects the
     /// store cannot report one for, such as completed multipart uploads).

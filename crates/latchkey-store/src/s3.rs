@@ -289,4 +289,17 @@ impl ObjectStore for S3Store {
     async fn sha256(&self, key: &ObjectKey) -> Result<Option<Sha256Digest>, StoreError> {
         self.sha256_impl(key).await
     }
+
+    async fn read(&self, key: &ObjectKey, max: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_impl(key, max).await
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Option<String>, StoreError> {
+        self.put_bytes_impl(key, content_type, bytes).await
+    }
 }

@@ -135,6 +135,16 @@ pub async fn store_event(state: &AppState, key: &str) -> Result<EventOutcome, Ap
 /// Adopts the object at `key` if it lies under a user's prefix in a
 /// profile that allows `credentials` and has no row (the caller checked).
 pub async fn adopt(state: &AppState, key: &str) -> Result<EventOutcome, ApiError> {
+    // Staging, quarantine and variant keys belong to their upload's row.
+    if let Some(base) = ObjectKey::derived_base(key)
+        && state
+            .ledger
+            .find_by_key(&ObjectKey::from_trusted(base))
+            .await?
+            .is_some()
+    {
+        return Ok(EventOutcome::Ignored);
+    }
     let Some((profile, user)) = owner_of(state, key) else {
         return Ok(EventOutcome::Ignored);
     };
@@ -174,6 +184,7 @@ pub async fn adopt(state: &AppState, key: &str) -> Result<EventOutcome, ApiError
         updated_at: now,
         committed_at: None,
         store_upload_id: None,
+        media: None,
     };
     let quota = Quota {
         max_bytes: profile.quota_bytes.map(|b| b.0),

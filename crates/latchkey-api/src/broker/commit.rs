@@ -63,6 +63,18 @@ fn settled(upload: Upload) -> Result<Upload, ApiError> {
             Some("checksum_mismatch") => {
                 ApiError::ChecksumMismatch("the uploaded bytes had another sha256".into())
             }
+            Some("not_an_image") => {
+                ApiError::NotAnImage("the uploaded bytes are not an allowed image".into())
+            }
+            Some("too_many_pixels") => {
+                ApiError::TooManyPixels("the image has too many pixels".into())
+            }
+            Some("too_many_frames") => {
+                ApiError::TooManyFrames("the animation has too many frames".into())
+            }
+            Some("decode_failed") => {
+                ApiError::DecodeFailed("the image could not be decoded".into())
+            }
             _ => ApiError::InvalidState("the upload was rejected".into()),
         }),
         other => Err(ApiError::InvalidState(format!("the upload is {other}"))),
@@ -94,6 +106,9 @@ pub async fn commit_upload(state: &AppState, upload: Upload) -> Result<Upload, A
     // object it makes is then verified like any other.
     let measured_sha256 = if upload.mode == Mode::Multipart {
         multipart::assemble(state, &upload).await?
+    } else if upload.mode == Mode::Tus {
+        modes::tus::assemble(state, &upload).await?;
+        None
     } else {
         None
     };
@@ -134,6 +149,27 @@ pub async fn commit_upload(state: &AppState, upload: Upload) -> Result<Upload, A
             return Err(problem);
         }
         return settled(reread(state, &upload).await?);
+    }
+    if super::processes_images(state, &upload) {
+        // Verified bytes of an image profile wait in quarantine for the
+        // photo pipeline, which alone makes the upload committed.
+        let won = state
+            .ledger
+            .transition(
+                upload.id,
+                UploadStatus::Pending,
+                UploadStatus::Processing,
+                &Changes {
+                    etag: meta.etag.clone(),
+                    ..Changes::default()
+                },
+                now,
+            )
+            .await?;
+        return match won {
+            Some(row) => Ok(row),
+            None => settled(reread(state, &upload).await?),
+        };
     }
     let staged = target != upload.key;
     if staged && !state.store.copy(&target, &upload.key).await? {
@@ -197,8 +233,12 @@ pub async fn delete(state: &AppState, user: &UserId, id: &str) -> Result<Upload,
     // The row changes first: if a delete below fails, the reconciler sees
     // an object whose row is final and removes it.
     state.store.delete(&upload.key).await?;
-    if upload_target(state, &upload) != upload.key {
-        state.store.delete(&upload.key.staging()).await?;
+    let target = upload_target(state, &upload);
+    if target != upload.key {
+        state.store.delete(&target).await?;
+    }
+    for v in upload.media.iter().flat_map(|m| &m.variants) {
+        state.store.delete(&v.key).await?;
     }
     Ok(row)
 }
@@ -210,11 +250,16 @@ pub async fn download(
     variant: Option<&str>,
 ) -> Result<(String, OffsetDateTime), ApiError> {
     let upload = get_owned(state, user, id).await?;
-    if let Some(v) = variant.filter(|v| *v != "original") {
-        return Err(ApiError::VariantNotFound(format!(
-            "upload has no variant {v:?}"
-        )));
-    }
+    let key = match variant.filter(|v| *v != "original") {
+        None => &upload.key,
+        Some(v) => upload
+            .media
+            .iter()
+            .flat_map(|m| &m.variants)
+            .find(|m| m.name == v)
+            .map(|m| &m.key)
+            .ok_or_else(|| ApiError::VariantNotFound(format!("upload has no variant {v:?}")))?,
+    };
     if upload.status != UploadStatus::Committed {
         return Err(ApiError::InvalidState(format!(
             "only committed uploads can be downloaded; this one is {}",
@@ -225,7 +270,7 @@ pub async fn download(
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond");
     let ttl = state.limits.download_ttl.as_secs().max(1);
-    let url = state.endpoint.object_url(upload.key.as_str());
+    let url = state.endpoint.object_url(key.as_str());
     let url = state
         .signer
         .presign("GET", &url, &[], &[], ttl, now)

@@ -90,6 +90,25 @@ pub async fn create_upload(
     user: &UserId,
     req: NewUpload,
 ) -> Result<(Upload, Grant), ApiError> {
+    if req.mode.as_deref().map(str::parse::<Mode>) == Some(Ok(Mode::Tus)) {
+        // Checked before a row exists: a tus upload has no grant to give.
+        return Err(ApiError::ModeNotSupported(
+            "tus uploads are created at /tus/, not here".into(),
+        ));
+    }
+    let row = insert_upload(state, user, req).await?;
+    let grant = grant_for(state, &row).await?;
+    Ok((row, grant))
+}
+
+/// Checks a request against its profile and inserts the pending row (or
+/// finds the one its Idempotency-Key made): everything of a create but
+/// the grant. The tus endpoint creates its uploads through this too.
+pub(crate) async fn insert_upload(
+    state: &AppState,
+    user: &UserId,
+    req: NewUpload,
+) -> Result<Upload, ApiError> {
     if let Some(limiter) = &state.grant_limiter
         && let Err(wait) = limiter.check(user)
     {
@@ -183,6 +202,7 @@ pub async fn create_upload(
         updated_at: now,
         committed_at: None,
         store_upload_id: None,
+        media: None,
     };
     let quota = Quota {
         max_bytes: profile.quota_bytes.map(|b| b.0),
@@ -218,6 +238,5 @@ pub async fn create_upload(
             row.id, row.status
         )));
     }
-    let grant = grant_for(state, &row).await?;
-    Ok((row, grant))
+    Ok(row)
 }

@@ -23,7 +23,8 @@ pub enum EventOutcome {
     Deferred,
 }
 
-/// The upload an object key belongs to: its own key, or its staging key.
+/// The upload an object key belongs to: its own key, or a key derived from
+/// it (staging, quarantine, a variant).
 async fn upload_for(state: &AppState, key: &str) -> Result<Option<Upload>, ApiError> {
     if let Some(row) = state
         .ledger
@@ -32,7 +33,7 @@ async fn upload_for(state: &AppState, key: &str) -> Result<Option<Upload>, ApiEr
     {
         return Ok(Some(row));
     }
-    match key.strip_suffix(".upload") {
+    match ObjectKey::derived_base(key) {
         Some(base) => Ok(state
             .ledger
             .find_by_key(&ObjectKey::from_trusted(base))

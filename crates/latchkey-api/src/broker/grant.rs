@@ -57,11 +57,16 @@ pub struct CredentialsGrant {
     pub prefix: String,
 }
 
-/// The key a grant lets the client write: the upload's own key when the
-/// store refuses overwrites, else its staging key (see `ObjectKey::staging`).
+/// The key a grant lets the client write: the quarantine key for profiles
+/// that process images (the pipeline writes the key itself), else the
+/// upload's own key when the store refuses overwrites, else its staging key
+/// (see `ObjectKey::staging`).
 /// A `credentials` grant covers a whole prefix, so staging cannot protect
 /// it: its client writes the key itself.
 pub fn upload_target(state: &AppState, upload: &Upload) -> ObjectKey {
+    if upload.mode != Mode::Credentials && super::processes_images(state, upload) {
+        return upload.key.quarantine();
+    }
     if state.store.capabilities().if_none_match || upload.mode == Mode::Credentials {
         upload.key.clone()
     } else {

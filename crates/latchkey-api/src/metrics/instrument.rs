@@ -192,6 +192,19 @@ impl UploadRepo for TimedLedger {
             .await
     }
 
+    async fn claim_processing(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<latchkey_ledger::ProcessingJob>, LedgerError> {
+        self.timed(
+            "claim_processing",
+            self.inner.claim_processing(now, lease, limit),
+        )
+        .await
+    }
+
     async fn try_lease(
         &self,
         name: &str,
@@ -364,6 +377,27 @@ impl ObjectStore for TimedStore {
                 STORE_DURATION,
                 "upload_part",
                 self.inner.upload_part(key, upload_id, number, length, body),
+            )
+            .await
+    }
+
+    async fn read(&self, key: &ObjectKey, max: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.metrics
+            .timed(STORE_DURATION, "read", self.inner.read(key, max))
+            .await
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Option<String>, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "put_bytes",
+                self.inner.put_bytes(key, content_type, bytes),
             )
             .await
     }

@@ -6,7 +6,10 @@ pub(crate) mod credentials;
 pub(crate) mod events;
 pub(crate) mod ops;
 pub(crate) mod parts;
+pub(crate) mod tus;
 pub(crate) mod uploads;
+pub(crate) mod uppy;
+pub(crate) mod web;
 
 use std::sync::Arc;
 
@@ -68,6 +71,105 @@ pub(crate) fn routes() -> Routes {
     .add(Method::GET, "/readyz", ops::readyz)
     .add(Method::GET, "/metrics", ops::metrics)
     .add(Method::GET, "/openapi.json", ops::openapi_json)
+    // tus 1.0: every handler behind the Tus-Resumable guard; bodies are
+    // as large as the upload, counted by the broker while they stream.
+    .add(
+        Method::POST,
+        "/tus/",
+        tus::create
+            .layer(axum::middleware::from_fn(tus::guard))
+            .layer(axum::extract::DefaultBodyLimit::disable()),
+    )
+    .add(
+        Method::OPTIONS,
+        "/tus/",
+        tus::options.layer(axum::middleware::from_fn(tus::guard)),
+    )
+    .add(
+        Method::HEAD,
+        "/tus/{id}",
+        tus::head.layer(axum::middleware::from_fn(tus::guard)),
+    )
+    .add(
+        Method::PATCH,
+        "/tus/{id}",
+        tus::patch
+            .layer(axum::middleware::from_fn(tus::guard))
+            .layer(axum::extract::DefaultBodyLimit::disable()),
+    )
+    .add(
+        Method::DELETE,
+        "/tus/{id}",
+        tus::delete.layer(axum::middleware::from_fn(tus::guard)),
+    )
+    .add(
+        Method::OPTIONS,
+        "/tus/{id}",
+        tus::options_upload.layer(axum::middleware::from_fn(tus::guard)),
+    )
+    .uppy()
+}
+
+impl Routes {
+    /// Uppy's backend contracts (`routes::uppy`) and the demo page.
+    fn uppy(self) -> Self {
+        use uppy::{companion, sign, token};
+        let mut r = self
+            .add(Method::POST, "/v1/uppy-token", token::create)
+            .add(Method::POST, "/v1/dev/token", token::dev)
+            .add(Method::POST, "/s3/sign", sign::sign)
+            .add(Method::GET, "/s3/credentials", sign::credentials)
+            .add(Method::GET, "/", web::index)
+            .add(Method::GET, "/web/{file}", web::asset);
+        // Each Companion route twice: bearer/cookie, and token in the path.
+        for prefix in ["", "/uppy/{token}"] {
+            let p = |s: &str| -> &'static str { format!("{prefix}{s}").leak() };
+            r = r
+                .add(Method::GET, p("/s3/params"), companion::params)
+                .add(
+                    Method::POST,
+                    p("/s3/multipart"),
+                    companion::create_multipart,
+                )
+                .add(
+                    Method::GET,
+                    p("/s3/multipart/{uploadId}"),
+                    companion::list_parts,
+                )
+                .add(
+                    Method::DELETE,
+                    p("/s3/multipart/{uploadId}"),
+                    companion::abort,
+                )
+                .add(
+                    Method::GET,
+                    p("/s3/multipart/{uploadId}/batch"),
+                    companion::batch,
+                )
+                .add(
+                    Method::GET,
+                    p("/s3/multipart/{uploadId}/{partNumber}"),
+                    companion::sign_part,
+                )
+                .add(
+                    Method::POST,
+                    p("/s3/multipart/{uploadId}/complete"),
+                    companion::complete,
+                )
+                .add(
+                    Method::POST,
+                    p("/s3/multipart/{uploadId}/initiate"),
+                    sign::initiate,
+                )
+                .add(
+                    Method::POST,
+                    p("/s3/multipart/{uploadId}/assemble"),
+                    sign::assemble,
+                )
+                .add(Method::GET, p("/s3/sts"), companion::sts);
+        }
+        r
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -15,6 +15,7 @@
 //! Outbox delivery and leases are in [`delivery`].
 
 mod delivery;
+mod processing;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -150,7 +151,7 @@ async fn check_quota(
 async fn insert_row(conn: &mut PgConnection, row: &UploadRow) -> Result<Upload, LedgerError> {
     let sql = format!(
         "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING {UPLOAD_COLUMNS}"
+         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) RETURNING {UPLOAD_COLUMNS}"
     );
     let result = sqlx::query_as::<_, UploadRow>(&sql)
         .bind(&row.id)
@@ -173,6 +174,10 @@ async fn insert_row(conn: &mut PgConnection, row: &UploadRow) -> Result<Upload, 
         .bind(row.updated_at)
         .bind(row.committed_at)
         .bind(&row.store_upload_id)
+        .bind(row.width)
+        .bind(row.height)
+        .bind(&row.thumbhash)
+        .bind(&row.variants)
         .fetch_one(conn)
         .await;
     match result {
@@ -295,10 +300,16 @@ impl UploadRepo for PgLedger {
                  reason = COALESCE($3, reason), \
                  committed_at = COALESCE($4, committed_at), \
                  attached_ref = COALESCE($5, attached_ref), \
-                 updated_at = $6 \
+                 updated_at = $6, \
+                 width = COALESCE($9, width), \
+                 height = COALESCE($10, height), \
+                 thumbhash = COALESCE($11, thumbhash), \
+                 variants = COALESCE($12, variants), \
+                 process_lease_until = NULL \
              WHERE id = $7 AND status = $8 \
              RETURNING {UPLOAD_COLUMNS}"
         );
+        let media = crate::rows::MediaColumns::of(changes)?;
         let mut tx = self.pool.begin().await?;
         // The compare-and-set (see the module header): a row comes back
         // only to the one caller whose UPDATE matched.
@@ -311,6 +322,10 @@ impl UploadRepo for PgLedger {
             .bind(now_ms)
             .bind(id.to_string())
             .bind(from.as_str())
+            .bind(media.width)
+            .bind(media.height)
+            .bind(&media.thumbhash)
+            .bind(&media.variants)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
@@ -446,6 +461,15 @@ impl UploadRepo for PgLedger {
 
     async fn outbox_dead(&self, limit: u32) -> Result<Vec<OutboxEvent>, LedgerError> {
         delivery::dead(&self.pool, limit).await
+    }
+
+    async fn claim_processing(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<crate::ProcessingJob>, LedgerError> {
+        processing::claim(&self.pool, now, lease, limit).await
     }
 
     async fn try_lease(

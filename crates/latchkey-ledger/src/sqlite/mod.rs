@@ -10,6 +10,7 @@
 //! Outbox delivery and leases are in [`delivery`].
 
 mod delivery;
+mod processing;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -167,7 +168,7 @@ async fn check_quota(
 async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), LedgerError> {
     let sql = format!(
         "INSERT INTO uploads ({UPLOAD_COLUMNS}) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     );
     let result = sqlx::query(&sql)
         .bind(&row.id)
@@ -190,6 +191,10 @@ async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), 
         .bind(row.updated_at)
         .bind(row.committed_at)
         .bind(&row.store_upload_id)
+        .bind(row.width)
+        .bind(row.height)
+        .bind(&row.thumbhash)
+        .bind(&row.variants)
         .execute(conn)
         .await;
     match result {
@@ -307,6 +312,7 @@ impl UploadRepo for SqliteLedger {
             None if to == UploadStatus::Committed => Some(now_ms),
             None => None,
         };
+        let media = crate::rows::MediaColumns::of(changes)?;
         let id = id.to_string();
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         // The compare-and-set: the status test and the write are one
@@ -321,6 +327,11 @@ impl UploadRepo for SqliteLedger {
                  reason = COALESCE(?, reason), \
                  committed_at = COALESCE(?, committed_at), \
                  attached_ref = COALESCE(?, attached_ref), \
+                 width = COALESCE(?, width), \
+                 height = COALESCE(?, height), \
+                 thumbhash = COALESCE(?, thumbhash), \
+                 variants = COALESCE(?, variants), \
+                 process_lease_until = NULL, \
                  updated_at = ? \
              WHERE id = ? AND status = ?",
         )
@@ -329,6 +340,10 @@ impl UploadRepo for SqliteLedger {
         .bind(&changes.reason)
         .bind(committed_at)
         .bind(&changes.attached_ref)
+        .bind(media.width)
+        .bind(media.height)
+        .bind(&media.thumbhash)
+        .bind(&media.variants)
         .bind(now_ms)
         .bind(&id)
         .bind(from.as_str())
@@ -464,6 +479,15 @@ impl UploadRepo for SqliteLedger {
 
     async fn outbox_dead(&self, limit: u32) -> Result<Vec<OutboxEvent>, LedgerError> {
         delivery::dead(&self.pool, limit).await
+    }
+
+    async fn claim_processing(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<crate::ProcessingJob>, LedgerError> {
+        processing::claim(&self.pool, now, lease, limit).await
     }
 
     async fn try_lease(

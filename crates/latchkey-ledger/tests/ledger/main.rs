@@ -75,6 +75,7 @@ mod leases;
 mod list;
 mod migrations;
 mod misc;
+mod processing;
 mod quota;
 mod transition;
 
@@ -132,6 +133,7 @@ pub fn upload(user_id: &str, profile_name: &str) -> Upload {
         updated_at: t,
         committed_at: None,
         store_upload_id: None,
+        media: None,
     }
 }
 

@@ -4,15 +4,22 @@
 //! PostgreSQL), and a reconciler pass runs only under the ledger lease named
 //! `reconciler`.
 
+pub mod media;
 pub mod reconciler;
 pub mod sweep;
 pub mod webhooks;
 
-use rand::RngCore;
-
-/// A random name for this process, used as the holder of leases.
-pub fn instance_id() -> String {
-    let mut b = [0u8; 8];
-    rand::rng().fill_bytes(&mut b);
-    format!("lk-{}", hex::encode(b))
+/// The name this instance holds leases under. It is derived from the host
+/// and the data dir, not drawn at random, so an instance restarted after a
+/// crash picks up its own leases at once instead of waiting for them to
+/// lapse; two instances (other hosts, or other data dirs) never share it.
+pub fn instance_id(data_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let mut h = sha2::Sha256::new();
+    h.update(host.trim().as_bytes());
+    h.update([0]);
+    h.update(dir.to_string_lossy().as_bytes());
+    format!("lk-{}", &hex::encode(h.finalize())[..16])
 }

@@ -48,7 +48,9 @@ pub struct Reconciler {
 pub async fn pass(state: &AppState, holder: &str, r: &Reconciler) -> anyhow::Result<PassReport> {
     let grace = r.grace;
     let now = OffsetDateTime::now_utc();
-    let lease_ttl = Duration::from_secs(120);
+    // Long enough to cover one bounded pass; short enough that a crashed
+    // holder on another host is replaced within moments.
+    let lease_ttl = Duration::from_secs(30);
     if !state
         .ledger
         .try_lease("reconciler", holder, now, lease_ttl)
@@ -93,7 +95,18 @@ pub async fn pass(state: &AppState, holder: &str, r: &Reconciler) -> anyhow::Res
             Err(ApiError::StoreUnavailable) => report.deferred += 1,
             // Rejected during verification: commit_upload already moved the
             // row and removed the object.
-            Err(_) => {}
+            Err(
+                e @ (ApiError::SizeMismatch(_)
+                | ApiError::TypeMismatch(_)
+                | ApiError::ChecksumMismatch(_)),
+            ) => {
+                tracing::info!(upload = %id, code = e.parts().1, "reconciler rejected an upload");
+            }
+            // Anything else leaves the row for the next pass, loudly.
+            Err(e) => {
+                tracing::warn!(upload = %id, code = e.parts().1, error = %e, "reconciler could not settle an upload");
+                report.deferred += 1;
+            }
         }
     }
     report.unattached = sweep_unattached(state, now).await?;

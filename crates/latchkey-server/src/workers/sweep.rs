@@ -1,7 +1,8 @@
 //! The orphan sweep (invariant I1): every object under a managed prefix
 //! belongs to a live upload. Objects whose upload is gone or final
 //! (aborted, expired, rejected, deleted), staging copies of committed
-//! uploads, and objects with no row at all are deleted once they are older
+//! uploads, quarantined bytes and variants whose upload is gone or final
+//! (see `ObjectKey::derived_base`), and objects with no row at all are deleted once they are older
 //! than `orphan_grace` — the grace covers uploads whose row is being written
 //! and objects a store event is about to commit.
 //!
@@ -54,14 +55,25 @@ async fn is_orphan(state: &AppState, key: &str) -> anyhow::Result<bool> {
                 | UploadStatus::Deleted
         ));
     }
-    if let Some(base) = key.strip_suffix(".upload")
+    if let Some(base) = ObjectKey::derived_base(key)
         && let Some(row) = state
             .ledger
             .find_by_key(&ObjectKey::from_trusted(base))
             .await?
     {
-        // A staging copy is needed only while its upload is pending.
-        return Ok(row.status != UploadStatus::Pending);
+        return Ok(if key.ends_with(".upload") {
+            // A staging copy is needed only while its upload is pending.
+            row.status != UploadStatus::Pending
+        } else if key.ends_with(".quarantine") {
+            // Quarantined bytes wait for verification and the pipeline.
+            !matches!(row.status, UploadStatus::Pending | UploadStatus::Processing)
+        } else {
+            // A variant lives as long as its processed upload.
+            !matches!(
+                row.status,
+                UploadStatus::Processing | UploadStatus::Committed
+            )
+        });
     }
     // No row at all. (Objects a `credentials` grant wrote are given rows by
     // adoption as they arrive; the grace period covers the gap.)

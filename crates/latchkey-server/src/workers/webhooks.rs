@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 /// How long an event is retried before it is dead-lettered.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
 /// How long one instance holds a claimed event before another may take it.
-const LEASE: Duration = Duration::from_secs(60);
-const BATCH: u32 = 32;
+const LEASE: Duration = Duration::from_secs(30);
+const BATCH: u32 = 8;
 
 pub struct WebhookSender {
     pub url: String,

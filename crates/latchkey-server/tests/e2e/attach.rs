@@ -51,7 +51,7 @@ async fn committed(app: &TestApp, user: &str, profile: &str) -> String {
 #[tokio::test]
 async fn backends_attach_with_api_keys() {
     let app = spawn_app_with(&config("")).await;
-    let id = committed(&app, "alice", "photo").await;
+    let id = committed(&app, "alice", "file").await;
     let path = format!("/v1/uploads/{id}/attach");
 
     // A user token cannot attach; an unknown key cannot either.

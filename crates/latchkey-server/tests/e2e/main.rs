@@ -15,6 +15,8 @@ mod mode_post;
 mod mode_proxy;
 mod outage;
 mod ownership;
+mod photos;
 mod put_flow;
 mod secrets;
+mod tus;
 mod workers;

@@ -28,7 +28,8 @@ async fn complete_waits_out_a_store_outage() {
     let c = app
         .create(
             &token,
-            json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": bytes.len()}),
+            json!({"profile": "file", "filename": "a.jpg", "content_type": "image/jpeg",
+                   "size": bytes.len()}),
         )
         .await;
     assert_eq!(c.status, 201, "granting needs no store call: {}", c.text);

@@ -14,6 +14,9 @@ const PHOTOS: [(&str, &str); 7] = [
     ("anim.gif", "image/gif"),
 ];
 
+/// Through the `file` profile (`photo_request`), which stores bytes as they
+/// came: what is downloaded is exactly what was uploaded. (The `photo`
+/// profile re-writes every photo without its metadata: `photos.rs`.)
 #[tokio::test]
 async fn every_real_photo_round_trips_byte_for_byte() {
     let app = spawn_app().await;
@@ -28,7 +31,7 @@ async fn every_real_photo_round_trips_byte_for_byte() {
         assert_eq!(c["grant"]["method"], "PUT");
         assert!(c["server_time"].is_string());
         let key = c["key"].as_str().unwrap();
-        assert!(key.starts_with("u/alice/photo/"), "{key}");
+        assert!(key.starts_with("u/alice/file/"), "{key}");
         assert_eq!(c["grant"]["headers"]["content-type"], ct);
         if app.if_none_match {
             assert_eq!(c["grant"]["headers"]["if-none-match"], "*");

@@ -8,6 +8,7 @@ pub mod multipart;
 pub mod post;
 pub mod proxy;
 pub mod put;
+pub mod tus;
 
 use latchkey_domain::{Mode, Upload};
 
@@ -25,6 +26,9 @@ pub fn unsupported_reason(state: &AppState, mode: Mode) -> Option<String> {
         Mode::Multipart if !caps.multipart => {
             Some("the store does not support multipart uploads".into())
         }
+        Mode::Tus if !caps.multipart => Some(
+            "the store does not support multipart uploads, which tus uploads are sent as".into(),
+        ),
         Mode::Credentials if !caps.temporary_credentials => {
             Some("the store cannot be given scoped temporary credentials (no STS)".into())
         }
@@ -35,7 +39,7 @@ pub fn unsupported_reason(state: &AppState, mode: Mode) -> Option<String> {
 /// Work a mode needs done before its row is inserted.
 pub async fn prepare(state: &AppState, upload: &mut Upload) -> Result<(), ApiError> {
     match upload.mode {
-        Mode::Multipart => multipart::prepare(state, upload).await,
+        Mode::Multipart | Mode::Tus => multipart::prepare(state, upload).await,
         Mode::Headers => headers::prepare(upload),
         _ => Ok(()),
     }
@@ -43,7 +47,7 @@ pub async fn prepare(state: &AppState, upload: &mut Upload) -> Result<(), ApiErr
 
 /// Undoes [`prepare`] when the row could not be inserted (quota, say).
 pub async fn unprepare(state: &AppState, upload: &Upload) {
-    if upload.mode == Mode::Multipart {
+    if matches!(upload.mode, Mode::Multipart | Mode::Tus) {
         multipart::unprepare(state, upload).await;
     }
 }

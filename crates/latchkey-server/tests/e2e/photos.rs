@@ -1,0 +1,395 @@
+//! The photo pipeline end to end (DESIGN §7): every file of
+//! `../shared/testdata/` through grant → PUT → complete → processing, with
+//! the outcome its README states. Served copies are checked with an
+//! independent reader, `exiftool` (Debian's `libimage-exiftool-perl`,
+//! installed by `scripts/test`), and decoded with the `image` crate.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, media_worker_toml, spawn_app, spawn_app_with, testdata};
+
+/// A request through the `photo` profile (`process = "image"`).
+fn photo_request(name: &str, content_type: &str, bytes: &[u8]) -> Value {
+    let mut req = crate::common::photo_request(name, content_type, bytes);
+    req["profile"] = json!("photo");
+    req
+}
+
+/// What the README's table says must happen to each file.
+enum Want {
+    /// Accepted; the clean original is `w`×`h` and of this type.
+    Accept(u32, u32, &'static str),
+    /// Rejected with one of these reasons.
+    Reject(&'static [&'static str]),
+}
+
+const FILES: [(&str, &str, Want); 12] = [
+    (
+        "iphone-12mp-gps-orient6.jpg",
+        "image/jpeg",
+        Want::Accept(3024, 4032, "image/jpeg"),
+    ),
+    (
+        "small-gps.jpg",
+        "image/jpeg",
+        Want::Accept(640, 480, "image/jpeg"),
+    ),
+    (
+        "small-gps-orient8.jpg",
+        "image/jpeg",
+        Want::Accept(640, 480, "image/jpeg"),
+    ),
+    (
+        "photo.png",
+        "image/png",
+        Want::Accept(640, 480, "image/png"),
+    ),
+    (
+        "photo.webp",
+        "image/webp",
+        Want::Accept(640, 480, "image/webp"),
+    ),
+    (
+        "photo.heic",
+        "image/heic",
+        Want::Accept(640, 480, "image/jpeg"),
+    ),
+    ("anim.gif", "image/gif", Want::Accept(0, 0, "image/gif")),
+    (
+        "polyglot.jpg",
+        "image/jpeg",
+        Want::Accept(0, 0, "image/jpeg"),
+    ),
+    (
+        "bomb-900mp.png",
+        "image/png",
+        Want::Reject(&["too_many_pixels"]),
+    ),
+    // Its EXIF segment claims more bytes than the file has, its frame
+    // header 65500x65500: refused from the header either way.
+    (
+        "bomb-header-65500.jpg",
+        "image/jpeg",
+        Want::Reject(&["too_many_pixels", "decode_failed"]),
+    ),
+    (
+        "truncated.jpg",
+        "image/jpeg",
+        Want::Reject(&["decode_failed"]),
+    ),
+    (
+        "html-as-jpg.jpg",
+        "image/jpeg",
+        Want::Reject(&["not_an_image"]),
+    ),
+];
+
+/// Uploads `name` through the presigned PUT and completes it; returns the
+/// upload id and the `complete` answer.
+async fn upload(app: &TestApp, token: &str, name: &str, ct: &str) -> (String, Value) {
+    let bytes = testdata(name);
+    let created = app.create(token, photo_request(name, ct, &bytes)).await;
+    assert_eq!(created.status, 201, "{name}: {}", created.text);
+    let c = &created.body;
+    let url = c["grant"]["url"].as_str().unwrap();
+    assert!(
+        url.contains(".quarantine?"),
+        "{name}: photos land in quarantine: {url}"
+    );
+    let put = app.put_grant(c, bytes, |_| {}).await;
+    assert_eq!(put.status, 200, "{name}: {}", put.text);
+    let id = c["id"].as_str().unwrap().to_owned();
+    let done = app.complete(token, &id).await;
+    assert_eq!(done.status, 200, "{name}: {}", done.text);
+    (id, done.body)
+}
+
+/// Polls the row until the pipeline has settled it (bounded).
+async fn settled(app: &TestApp, token: &str, id: &str) -> Value {
+    for _ in 0..1200 {
+        let row = app
+            .call(Method::GET, &format!("/v1/uploads/{id}"), Some(token), None)
+            .await;
+        assert_eq!(row.status, 200, "{}", row.text);
+        if row.body["status"] != "processing" {
+            return row.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("upload {id} is still processing");
+}
+
+async fn download(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    variant: Option<&str>,
+) -> (Vec<u8>, String) {
+    let path = match variant {
+        Some(v) => format!("/v1/uploads/{id}/download?variant={v}"),
+        None => format!("/v1/uploads/{id}/download"),
+    };
+    let dl = app.call(Method::GET, &path, Some(token), None).await;
+    assert_eq!(dl.status, 200, "{path}: {}", dl.text);
+    let got = app
+        .http
+        .get(dl.body["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    let ct = got
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (got.bytes().await.unwrap().to_vec(), ct)
+}
+
+/// What exiftool finds in `bytes`, one JSON object of `Group:Tag` keys.
+fn exiftool(bytes: &[u8]) -> serde_json::Map<String, Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("served");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("exiftool")
+        .args(["-j", "-a", "-G1", "-n"])
+        .arg(&path)
+        .output()
+        .expect("exiftool (Debian libimage-exiftool-perl; scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&out.stdout).unwrap();
+    v.into_iter().next().unwrap()
+}
+
+/// No GPS, no EXIF thumbnail, no XMP, no IPTC, no EXIF at all.
+fn assert_clean(what: &str, bytes: &[u8]) {
+    let tags = exiftool(bytes);
+    for key in tags.keys() {
+        let group = key.split(':').next().unwrap_or("");
+        assert!(
+            !matches!(
+                group,
+                "GPS" | "IFD0" | "IFD1" | "ExifIFD" | "XMP" | "IPTC" | "Photoshop"
+            ) && !group.starts_with("XMP")
+                && !key.contains("Thumbnail")
+                && !key.contains("GPS"),
+            "{what}: exiftool still finds {key} = {}",
+            tags[key]
+        );
+    }
+}
+
+fn pixel_size(tags: &serde_json::Map<String, Value>) -> (u64, u64) {
+    let find = |tag: &str| {
+        tags.iter()
+            .find(|(k, _)| k.ends_with(tag) && !k.starts_with("Composite"))
+            .and_then(|(_, v)| v.as_u64())
+            .unwrap_or(0)
+    };
+    (find(":ImageWidth"), find(":ImageHeight"))
+}
+
+fn size_of(bytes: &[u8]) -> (u32, u32) {
+    let img = image::load_from_memory(bytes).unwrap();
+    (img.width(), img.height())
+}
+
+#[tokio::test]
+async fn every_test_file_gets_the_outcome_its_readme_states() {
+    let app = spawn_app().await;
+    let token = app.token("alice");
+    let mut ids = Vec::new();
+    for (name, ct, _) in &FILES {
+        let (id, done) = upload(&app, &token, name, ct).await;
+        assert_eq!(done["status"], "processing", "{name}: {done}");
+        ids.push(id);
+    }
+    for ((name, _, want), id) in FILES.iter().zip(&ids) {
+        let row = settled(&app, &token, id).await;
+        match want {
+            Want::Reject(codes) => {
+                assert_eq!(row["status"], "rejected", "{name}: {row}");
+                let reason = row["reason"].as_str().unwrap();
+                assert!(codes.contains(&reason), "{name}: {reason}");
+                // Completing again tells why, as a problem.
+                let again = app.complete(&token, id).await;
+                assert_eq!(again.body["code"], reason, "{name}: {}", again.text);
+                let dl = app
+                    .call(
+                        Method::GET,
+                        &format!("/v1/uploads/{id}/download"),
+                        Some(&token),
+                        None,
+                    )
+                    .await;
+                assert_eq!(dl.status, 409, "{name}: nothing rejected is served");
+            }
+            Want::Accept(w, h, served_type) => {
+                assert_eq!(row["status"], "committed", "{name}: {row}");
+                assert!(
+                    row["thumbhash"].as_str().is_some_and(|t| !t.is_empty()),
+                    "{name}"
+                );
+                let (original, ct) = download(&app, &token, id, None).await;
+                assert_eq!(ct, *served_type, "{name}");
+                assert_clean(name, &original);
+                if *w > 0 {
+                    assert_eq!(size_of(&original), (*w, *h), "{name}: upright");
+                    assert_eq!(
+                        (row["width"].as_u64(), row["height"].as_u64()),
+                        (Some(u64::from(*w)), Some(u64::from(*h))),
+                        "{name}"
+                    );
+                    let tags = exiftool(&original);
+                    assert_eq!(
+                        pixel_size(&tags),
+                        (u64::from(*w), u64::from(*h)),
+                        "{name}: exiftool"
+                    );
+                }
+                let variants = row["variants"].as_array().unwrap();
+                let names: Vec<_> = variants
+                    .iter()
+                    .map(|v| v["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(names, ["thumb", "medium"], "{name}");
+                for v in variants {
+                    let vname = v["name"].as_str().unwrap();
+                    let (bytes, ct) = download(&app, &token, id, Some(vname)).await;
+                    assert_eq!(ct, "image/jpeg", "{name} {vname}");
+                    assert_clean(&format!("{name} {vname}"), &bytes);
+                    let (vw, vh) = size_of(&bytes);
+                    assert_eq!(
+                        (u64::from(vw), u64::from(vh)),
+                        (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap())
+                    );
+                    let long = if vname == "thumb" { 256 } else { 1280 };
+                    assert!(vw.max(vh) <= long, "{name} {vname}: {vw}x{vh}");
+                    if *w > 0 {
+                        // Same orientation as the original.
+                        assert_eq!(vw > vh, w > h, "{name} {vname}");
+                    }
+                }
+            }
+        }
+    }
+    // The two README specifics that need the bytes.
+    let id = &ids[1];
+    let (served, _) = download(&app, &token, id, None).await;
+    let before = image::load_from_memory(&testdata("small-gps.jpg")).unwrap();
+    let after = image::load_from_memory(&served).unwrap();
+    assert_eq!(
+        before.as_bytes(),
+        after.as_bytes(),
+        "small-gps.jpg: stripped losslessly"
+    );
+    let id = &ids[7];
+    let (served, _) = download(&app, &token, id, None).await;
+    for payload in [&b"<?php"[..], b"PK\x03\x04"] {
+        assert!(
+            !served.windows(payload.len()).any(|w| w == payload),
+            "polyglot payload served"
+        );
+    }
+    assert!(served.ends_with(&[0xFF, 0xD9]));
+    let (thumb, _) = download(&app, &token, &ids[0], Some("thumb")).await;
+    assert_eq!(
+        size_of(&thumb),
+        (192, 256),
+        "the iPhone photo's thumb is upright"
+    );
+    let unknown = app
+        .call(
+            Method::GET,
+            &format!("/v1/uploads/{}/download?variant=huge", ids[0]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["code"], "variant_not_found");
+}
+
+#[tokio::test]
+async fn svg_is_never_a_photo() {
+    let app = spawn_app().await;
+    let token = app.token("alice");
+    let bytes = testdata("script.svg");
+    // Declared as what it is: the profile does not allow the type.
+    let svg = app
+        .create(&token, photo_request("script.svg", "image/svg+xml", &bytes))
+        .await;
+    assert_eq!(svg.status, 400, "{}", svg.text);
+    // Declared as a JPEG: the magic bytes give it away.
+    let (id, _) = upload(&app, &token, "script.svg", "image/jpeg").await;
+    let row = settled(&app, &token, &id).await;
+    assert_eq!(
+        (row["status"].as_str(), row["reason"].as_str()),
+        (Some("rejected"), Some("not_an_image"))
+    );
+    // A real image declared as another type is a type mismatch.
+    let (id, _) = upload(&app, &token, "photo.png", "image/jpeg").await;
+    let row = settled(&app, &token, &id).await;
+    assert_eq!(row["reason"], "type_mismatch");
+}
+
+#[tokio::test]
+async fn a_hostile_decode_fails_only_its_upload() {
+    // The header check opened wide and the worker's address space capped:
+    // the 900 MP bomb reaches its decoder, which must fail (out of its
+    // memory), while other photos on the same broker go through.
+    let app = spawn_app_with(&format!(
+        "[media]\n{}\nmax_pixels = 1000000000\nmax_side = 40000\nmemory_limit = \"512MiB\"\n",
+        media_worker_toml()
+    ))
+    .await;
+    let token = app.token("alice");
+    let (bomb, _) = upload(&app, &token, "bomb-900mp.png", "image/png").await;
+    let (good, _) = upload(&app, &token, "small-gps.jpg", "image/jpeg").await;
+    let row = settled(&app, &token, &bomb).await;
+    assert_eq!(
+        (row["status"].as_str(), row["reason"].as_str()),
+        (Some("rejected"), Some("decode_failed"))
+    );
+    let row = settled(&app, &token, &good).await;
+    assert_eq!(row["status"], "committed");
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    let (next, _) = upload(&app, &token, "photo.webp", "image/webp").await;
+    assert_eq!(settled(&app, &token, &next).await["status"], "committed");
+}
+
+#[tokio::test]
+async fn processed_photos_can_use_webp_variants_and_be_deleted() {
+    let app = spawn_app_with(&format!(
+        "[media]\n{}\nvariant_format = \"webp\"\n",
+        media_worker_toml()
+    ))
+    .await;
+    let token = app.token("bob");
+    let (id, _) = upload(&app, &token, "small-gps-orient8.jpg", "image/jpeg").await;
+    let row = settled(&app, &token, &id).await;
+    assert_eq!(row["status"], "committed");
+    let (thumb, ct) = download(&app, &token, &id, Some("thumb")).await;
+    assert_eq!(ct, "image/webp");
+    assert_eq!(size_of(&thumb), (256, 192));
+    let del = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/uploads/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, 200, "{}", del.text);
+    assert_eq!(del.body["status"], "deleted");
+    let _ = json!({});
+}
