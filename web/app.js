@@ -268,6 +268,13 @@ async function refreshGallery() {
     ordered.push(li);
   }
   gallery.replaceChildren(...ordered);
+  // The queue follows its uploads to their final state (photos go through
+  // processing before they are committed).
+  const statusOf = new Map(page.items.map((r) => [r.id, r.status]));
+  for (const item of document.querySelectorAll('#queue .qitem.done')) {
+    const status = statusOf.get(item.dataset.upload);
+    if (status) item.querySelector('.qstate').textContent = `${item.dataset.mode} · ${status}`;
+  }
 }
 
 // ---- Session ----------------------------------------------------------------

@@ -138,7 +138,17 @@ impl Authenticator {
         let mut last = unauthorized("token algorithm or key id not accepted");
         for k in candidates {
             let mut v = Validation::new(k.alg);
-            v.set_required_spec_claims(&["exp", "sub"]);
+            // jsonwebtoken checks `iss`/`aud` only when the token has them:
+            // a configured issuer or audience must also be required, or a
+            // token that simply leaves them out passes.
+            let mut required = vec!["exp", "sub"];
+            if self.issuer.is_some() {
+                required.push("iss");
+            }
+            if self.audience.is_some() {
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
             v.leeway = 30;
             v.validate_nbf = true;
             match &self.issuer {
@@ -162,7 +172,7 @@ impl Authenticator {
                         ErrorKind::InvalidIssuer => "token issuer not accepted",
                         ErrorKind::InvalidAudience => "token audience not accepted",
                         ErrorKind::InvalidSignature => "token signature invalid",
-                        ErrorKind::MissingRequiredClaim(_) => "token lacks sub or exp",
+                        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
                         _ => "token invalid",
                     };
                     last = unauthorized(msg);

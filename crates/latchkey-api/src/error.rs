@@ -73,6 +73,9 @@ pub enum ApiError {
     /// Proxy: the body's Content-Type is not the declared one.
     #[error("{0}")]
     BodyTypeMismatch(String),
+    /// A JSON request body over `limits.json_body`.
+    #[error("{0}")]
+    RequestTooLarge(String),
     /// Proxy: the body came without a Content-Length.
     #[error("{0}")]
     LengthRequired(String),
@@ -215,6 +218,11 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "type_mismatch",
                 "Content type mismatch",
+            ),
+            RequestTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "Request body too large",
             ),
             LengthRequired(_) => (
                 StatusCode::LENGTH_REQUIRED,

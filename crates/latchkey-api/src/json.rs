@@ -3,6 +3,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -22,6 +23,15 @@ where
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::InvalidRequest(
                 "expected a JSON body with content-type: application/json".into(),
             )),
+            // The body limit (`limits.json_body`): refused as soon as the
+            // declared or received length passes it, never read whole.
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::RequestTooLarge(
+                    "the JSON body is larger than this server accepts (limits.json_body)".into(),
+                ))
+            }
             Err(JsonRejection::BytesRejection(_)) => Err(ApiError::InvalidRequest(
                 "request body too large or unreadable".into(),
             )),

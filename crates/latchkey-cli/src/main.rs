@@ -1,6 +1,7 @@
 //! The `latchkey` binary: `serve` runs the whole system; `token`, `config`
 //! help operate it; `upload`, `ls`, `get`, `rm` are the reference client.
 
+mod bench;
 mod client;
 
 use std::io::Write;
@@ -97,6 +98,11 @@ enum Command {
         opts: client::ClientOpts,
         #[command(flatten)]
         args: client::RmArgs,
+    },
+    /// Load-test a latchkey on loopback: grants, full flows, proxy, store.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
     },
     /// The photo pipeline's isolated worker: a job as JSON on stdin, the
     /// result as JSON on stdout. Started by `serve`, never by hand.
@@ -302,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls { opts, args } => client::ls(opts, args).await,
         Command::Get { opts, args } => client::get(opts, args).await,
         Command::Rm { opts, args } => client::rm(opts, args).await,
+        Command::Bench { command } => bench::run(command).await,
     }
 }
 

@@ -1,59 +1,12 @@
 //! The README's walkthrough, run as a new user would: the real `latchkey`
 //! binary serving on loopback, then `token`, `upload`, `ls`, `get`, `rm`.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
+use support::{BIN, Server, TESTDATA, ok, serve};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata");
-
-/// Kills the server when the test ends, however it ends.
-struct Server {
-    child: Child,
-    url: String,
-    store: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env_remove("LATCHKEY_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("latchkey serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep draining stdout for the server's whole life.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            for label in ["broker:", "S3 store:"] {
-                if let Some(rest) = line.trim().strip_prefix(label) {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        }
-    });
-    let url = rx.recv().expect("serve prints the broker URL");
-    let store = rx.recv().expect("serve prints the store URL");
-    Server { child, url, store }
-}
+use std::process::{Command, Output};
 
 fn latchkey(data_dir: &Path, server: &Server, token: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
@@ -67,17 +20,6 @@ fn latchkey(data_dir: &Path, server: &Server, token: Option<&str>, args: &[&str]
         None => cmd.env_remove("LATCHKEY_TOKEN"),
     };
     cmd.output().expect("latchkey runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 #[test]
@@ -118,9 +60,13 @@ fn readme_walkthrough_with_the_cli() {
         Some(&token),
         &["get", &id, "-o", dest.to_str().unwrap()],
     ));
-    assert_eq!(
-        std::fs::read(&dest).unwrap(),
-        std::fs::read(&photo).unwrap()
+    // The photo profile serves the photo re-written without its metadata.
+    let served = std::fs::read(&dest).unwrap();
+    assert!(served.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    assert!(served.len() < std::fs::read(&photo).unwrap().len());
+    assert!(
+        !served.windows(6).any(|w| w == b"Exif\0\0"),
+        "no EXIF (GPS) left"
     );
 
     let removed = ok(&latchkey(

@@ -416,9 +416,15 @@ async fn invariants_hold_across_kill_9() {
         .collect();
     if !stuck.is_empty() {
         let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
-        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
         let tail = &warnings[warnings.len().saturating_sub(20)..];
-        panic!("I3: rows stuck pending: {stuck:?}\nbroker warnings (last 20):\n{}", tail.join("\n"));
+        panic!(
+            "I3: rows stuck pending: {stuck:?}\nbroker warnings (last 20):\n{}",
+            tail.join("\n")
+        );
     }
     // I1
     let listed = s3

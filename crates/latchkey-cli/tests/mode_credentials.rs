@@ -2,52 +2,12 @@
 //! `latchkey serve` (embedded store) signs its own PUT with the scoped
 //! temporary credentials the broker grants, and the file comes back whole.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
+use support::{BIN, Server, serve};
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env_remove("LATCHKEY_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("latchkey serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("broker:") {
-                let _ = tx.send(rest.trim().to_owned());
-            }
-        }
-    });
-    let url = rx.recv().expect("serve prints the broker URL");
-    Server { child, url }
-}
+use std::process::{Command, Output};
 
 fn run(data: &Path, server: &Server, token: Option<&str>, args: &[&str]) -> String {
     let mut cmd = Command::new(BIN);

@@ -2,55 +2,30 @@
 //! binary against a real `latchkey serve`, and `curl` as the client that
 //! starts an upload and leaves it half done.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
-const MIB: usize = 1024 * 1024;
+use support::{BIN, Server, ok};
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `latchkey serve` with 5 MiB parts, so the test files have several.
 fn serve(data_dir: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env_remove("LATCHKEY_CONFIG")
-        // 5 MiB parts, so the test files have several.
-        .env("LATCHKEY_LIMITS__PART_SIZE", "5MiB")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("latchkey serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("broker:") {
-                let _ = tx.send(rest.trim().to_owned());
-            }
-        }
-    });
-    let url = rx.recv().expect("serve prints the broker URL");
-    Server { child, url }
+    support::serve_with(
+        [
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--store-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+        &[("LATCHKEY_LIMITS__PART_SIZE", "5MiB")],
+    )
 }
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const MIB: usize = 1024 * 1024;
 
 fn latchkey(data_dir: &Path, server: &Server, token: Option<&str>, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
@@ -64,17 +39,6 @@ fn latchkey(data_dir: &Path, server: &Server, token: Option<&str>, args: &[&str]
         None => cmd.env_remove("LATCHKEY_TOKEN"),
     };
     cmd
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn run(cmd: &mut Command) -> String {

@@ -73,5 +73,12 @@ fn readme_curl_walkthrough_works_as_written() {
     assert!(stdout.contains(r#""status":"committed""#), "{stdout}");
     assert!(stdout.contains(r#""status":"deleted""#), "{stdout}");
     let original = std::fs::read(format!("{TESTDATA}/small-gps.jpg")).unwrap();
-    assert_eq!(std::fs::read(dir.path().join("out.jpg")).unwrap(), original);
+    // The photo profile serves the photo re-written without its metadata.
+    let served = std::fs::read(dir.path().join("out.jpg")).unwrap();
+    assert!(served.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    assert!(served.len() < original.len(), "smaller than what was sent");
+    assert!(
+        !served.windows(6).any(|w| w == b"Exif\0\0"),
+        "no EXIF (GPS) left"
+    );
 }

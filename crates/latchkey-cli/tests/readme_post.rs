@@ -2,13 +2,13 @@
 //! README.md and run as written against a real `latchkey serve`; and the
 //! CLI's `--mode post` / `--mode headers` uploads against the same server.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
+use support::{BIN, TESTDATA, ok, serve};
+
+use std::process::Command;
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata");
 
 fn post_walkthrough() -> String {
     let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
@@ -20,58 +20,6 @@ fn post_walkthrough() -> String {
     let code_start = block.find("```sh\n").unwrap() + "```sh\n".len();
     let code_end = block.rfind("```").unwrap();
     block[code_start..code_end].to_owned()
-}
-
-/// Kills the server when the test ends, however it ends.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .env_remove("LATCHKEY_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.trim().strip_prefix("broker:") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = rx.recv().unwrap();
-    Server { child, url }
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[test]
@@ -98,9 +46,13 @@ fn readme_post_form_walkthrough_works_as_written() {
     assert!(stdout.contains(r#""status":"committed""#), "{stdout}");
     assert!(stdout.contains(r#""mode":"post""#), "{stdout}");
     let original = std::fs::read(format!("{TESTDATA}/small-gps.jpg")).unwrap();
-    assert_eq!(
-        std::fs::read(dir.path().join("back.jpg")).unwrap(),
-        original
+    // The photo profile serves the photo re-written without its metadata.
+    let served = std::fs::read(dir.path().join("back.jpg")).unwrap();
+    assert!(served.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    assert!(served.len() < original.len(), "smaller than what was sent");
+    assert!(
+        !served.windows(6).any(|w| w == b"Exif\0\0"),
+        "no EXIF (GPS) left"
     );
 }
 
@@ -128,7 +80,16 @@ fn cli_uploads_in_post_and_headers_modes() {
     let original = std::fs::read(&photo).unwrap();
     for mode in ["post", "headers"] {
         let out = ok(&run(
-            &["upload", "--mode", mode, "--json", &photo],
+            // The `file` profile stores the bytes as sent.
+            &[
+                "upload",
+                "--profile",
+                "file",
+                "--mode",
+                mode,
+                "--json",
+                &photo,
+            ],
             Some(token),
         ));
         let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

@@ -3,47 +3,24 @@
 //! both see the same uploads. Runs in the Garage + PostgreSQL pass of
 //! `scripts/test` (LATCHKEY_TEST_STORE=s3, LATCHKEY_TEST_LEDGER=postgres).
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata");
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{BIN, Server, TESTDATA};
 
 fn serve(config: &Path, data_dir: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.trim().strip_prefix("broker:") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = rx.recv().expect("serve prints its URL");
-    Server { child, url }
+    support::serve_with(
+        [
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+        &[],
+    )
 }
+
+use std::path::Path;
+use std::process::Command;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set for the scale-out test"))
@@ -137,7 +114,8 @@ async fn two_instances_share_one_ledger_and_one_store() {
     let created: serde_json::Value = http
         .post(format!("{}/v1/uploads", a.url))
         .bearer_auth(&token)
-        .json(&serde_json::json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": bytes.len()}))
+        // The `file` profile: committed by `complete`, served as sent.
+        .json(&serde_json::json!({"profile": "file", "filename": "a.jpg", "content_type": "image/jpeg", "size": bytes.len()}))
         .send()
         .await
         .unwrap()

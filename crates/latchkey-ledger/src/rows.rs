@@ -174,7 +174,11 @@ impl UploadRow {
             width: u.media.as_ref().map(|m| i64::from(m.width)),
             height: u.media.as_ref().map(|m| i64::from(m.height)),
             thumbhash: u.media.as_ref().map(|m| m.thumbhash.clone()),
-            variants: u.media.as_ref().map(|m| media_variants_json(&m.variants)).transpose()?,
+            variants: u
+                .media
+                .as_ref()
+                .map(|m| media_variants_json(&m.variants))
+                .transpose()?,
         })
     }
 

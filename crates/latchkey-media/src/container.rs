@@ -12,7 +12,9 @@ pub struct Header {
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?)))
+    Some(u32::from(u16::from_be_bytes(
+        b.get(at..at + 2)?.try_into().ok()?,
+    )))
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
@@ -20,7 +22,9 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 fn le16(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?)))
+    Some(u32::from(u16::from_le_bytes(
+        b.get(at..at + 2)?.try_into().ok()?,
+    )))
 }
 
 fn le24(b: &[u8], at: usize) -> Option<u32> {
@@ -75,7 +79,9 @@ pub fn jpeg_pieces(b: &[u8]) -> Result<Vec<JpegPiece<'_>>, String> {
         }
         let len = be16(b, pos).ok_or("the file ends inside a segment length")? as usize;
         if len < 2 || pos + len > b.len() {
-            return Err(format!("segment {marker:#04x} runs past the end of the file"));
+            return Err(format!(
+                "segment {marker:#04x} runs past the end of the file"
+            ));
         }
         pos += len;
         pieces.push(JpegPiece {
@@ -340,7 +346,8 @@ pub fn heif_header(b: &[u8]) -> Result<Header, String> {
         // size(4) 'ispe' version/flags(4) width(4) height(4)
         if at >= 4
             && let (Some(w), Some(h)) = (be32(b, at + 8), be32(b, at + 12))
-            && best.is_none_or(|(bw, bh)| u64::from(w) * u64::from(h) > u64::from(bw) * u64::from(bh))
+            && best
+                .is_none_or(|(bw, bh)| u64::from(w) * u64::from(h) > u64::from(bw) * u64::from(bh))
         {
             best = Some((w, h));
         }
@@ -370,7 +377,9 @@ mod tests {
         let clean = strip_jpeg(&f).unwrap();
         assert_eq!(
             clean,
-            [0xFF, 0xD8, 0xFF, 0xDA, 0, 2, 1, 2, 0xFF, 0, 3, 0xFF, 0xD0, 4, 0xFF, 0xD9]
+            [
+                0xFF, 0xD8, 0xFF, 0xDA, 0, 2, 1, 2, 0xFF, 0, 3, 0xFF, 0xD0, 4, 0xFF, 0xD9
+            ]
         );
         assert!(strip_jpeg(&f[..12]).is_err());
         assert!(jpeg_header(&f).is_err(), "no SOF");

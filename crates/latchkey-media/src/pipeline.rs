@@ -276,7 +276,10 @@ pub fn process(
             VariantFormat::Jpeg => encode_jpeg(&img, opts.jpeg_quality, None)?,
             VariantFormat::Webp => encode_webp(&img)?,
         };
-        let path = write(&format!("{}.{}", spec.name, spec.format.extension()), &bytes)?;
+        let path = write(
+            &format!("{}.{}", spec.name, spec.format.extension()),
+            &bytes,
+        )?;
         variants.push(OutputFile {
             name: spec.name.clone(),
             path,
@@ -327,7 +330,8 @@ fn decode(bytes: &[u8], format: ImageFormat, h: &Header) -> Result<Decoded, Reje
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(h.width.max(1));
     limits.max_image_height = Some(h.height.max(1));
-    limits.max_alloc = Some((u64::from(h.width) * u64::from(h.height)).saturating_mul(8) + (64 << 20));
+    limits.max_alloc =
+        Some((u64::from(h.width) * u64::from(h.height)).saturating_mul(8) + (64 << 20));
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(decode_failed)?;
     let orientation = decoder
@@ -338,7 +342,11 @@ fn decode(bytes: &[u8], format: ImageFormat, h: &Header) -> Result<Decoded, Reje
     Ok((image, orientation, icc))
 }
 
-fn encode_jpeg(img: &DynamicImage, quality: u8, icc: Option<Vec<u8>>) -> Result<Vec<u8>, Rejection> {
+fn encode_jpeg(
+    img: &DynamicImage,
+    quality: u8,
+    icc: Option<Vec<u8>>,
+) -> Result<Vec<u8>, Rejection> {
     let rgb = flatten(img);
     let mut out = Vec::new();
     let mut enc = JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100));
@@ -367,8 +375,13 @@ fn encode_png(img: &DynamicImage, icc: Option<Vec<u8>>) -> Result<Vec<u8>, Rejec
     } else {
         DynamicImage::ImageRgb8(img.to_rgb8())
     };
-    enc.write_image(img.as_bytes(), img.width(), img.height(), img.color().into())
-        .map_err(decode_failed)?;
+    enc.write_image(
+        img.as_bytes(),
+        img.width(),
+        img.height(),
+        img.color().into(),
+    )
+    .map_err(decode_failed)?;
     Ok(out)
 }
 
@@ -380,7 +393,12 @@ fn encode_webp(img: &DynamicImage) -> Result<Vec<u8>, Rejection> {
     };
     let mut out = Vec::new();
     WebPEncoder::new_lossless(&mut out)
-        .write_image(img.as_bytes(), img.width(), img.height(), img.color().into())
+        .write_image(
+            img.as_bytes(),
+            img.width(),
+            img.height(),
+            img.color().into(),
+        )
         .map_err(decode_failed)?;
     Ok(out)
 }
@@ -405,7 +423,10 @@ fn fit(width: u32, height: u32, long_side: u32) -> (u32, u32) {
     if long <= long_side {
         return (width, height);
     }
-    let scale = |v: u32| ((u64::from(v) * u64::from(long_side) + u64::from(long) / 2) / u64::from(long)).max(1) as u32;
+    let scale = |v: u32| {
+        ((u64::from(v) * u64::from(long_side) + u64::from(long) / 2) / u64::from(long)).max(1)
+            as u32
+    };
     (scale(width), scale(height))
 }
 
@@ -414,8 +435,13 @@ fn resize_to(rgb: &RgbImage, long_side: u32) -> Result<RgbImage, Rejection> {
     if (w, h) == rgb.dimensions() {
         return Ok(rgb.clone());
     }
-    let src = fir::images::ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), fir::PixelType::U8x3)
-        .map_err(decode_failed)?;
+    let src = fir::images::ImageRef::new(
+        rgb.width(),
+        rgb.height(),
+        rgb.as_raw(),
+        fir::PixelType::U8x3,
+    )
+    .map_err(decode_failed)?;
     let mut dst = fir::images::Image::new(w, h, fir::PixelType::U8x3);
     let opts = fir::ResizeOptions::new()
         .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
@@ -429,7 +455,8 @@ fn resize_to(rgb: &RgbImage, long_side: u32) -> Result<RgbImage, Rejection> {
 fn thumbhash_of(img: &DynamicImage) -> Result<String, Rejection> {
     let small = resize_to(&flatten(img), 100)?;
     let rgba = DynamicImage::ImageRgb8(small).to_rgba8();
-    let hash = thumbhash::rgba_to_thumb_hash(rgba.width() as usize, rgba.height() as usize, rgba.as_raw());
+    let hash =
+        thumbhash::rgba_to_thumb_hash(rgba.width() as usize, rgba.height() as usize, rgba.as_raw());
     Ok(base64::engine::general_purpose::STANDARD.encode(hash))
 }
 

@@ -46,7 +46,9 @@ impl ImageType {
             .trim()
             .to_ascii_lowercase();
         match self {
-            ImageType::Jpeg => matches!(essence.as_str(), "image/jpeg" | "image/jpg" | "image/pjpeg"),
+            ImageType::Jpeg => {
+                matches!(essence.as_str(), "image/jpeg" | "image/jpg" | "image/pjpeg")
+            }
             ImageType::Heic | ImageType::Heif => {
                 matches!(
                     essence.as_str(),

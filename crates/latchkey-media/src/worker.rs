@@ -208,7 +208,10 @@ pub fn run_isolated(iso: &Isolation, job: &Job) -> std::io::Result<RunReport> {
         };
         failed(format!("the decoder {why} (signal {sig})"))
     } else if libc::WEXITSTATUS(status) != 0 {
-        failed(format!("the decoder failed (exit {})", libc::WEXITSTATUS(status)))
+        failed(format!(
+            "the decoder failed (exit {})",
+            libc::WEXITSTATUS(status)
+        ))
     } else {
         serde_json::from_slice(&out)
             .unwrap_or_else(|e| failed(format!("the decoder answered nonsense: {e}")))

@@ -10,14 +10,22 @@ use latchkey_media::{
 };
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata")
+        .join(name)
 }
 
 fn read(name: &str) -> Vec<u8> {
     std::fs::read(testdata(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn run(name: &str, declared: &str) -> (Result<Processed, latchkey_media::Rejection>, tempfile::TempDir) {
+fn run(
+    name: &str,
+    declared: &str,
+) -> (
+    Result<Processed, latchkey_media::Rejection>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let out = process(&read(name), declared, &Options::default(), dir.path());
     (out, dir)
@@ -38,7 +46,14 @@ fn assert_clean(path: &Path) {
         path.display(),
         exif.map(|e| e.fields().count())
     );
-    for needle in [&b"Exif\0\0"[..], b"http://ns.adobe.com/xap", b"Photoshop 3.0", b"eXIf", b"<?php", b"PK\x03\x04"] {
+    for needle in [
+        &b"Exif\0\0"[..],
+        b"http://ns.adobe.com/xap",
+        b"Photoshop 3.0",
+        b"eXIf",
+        b"<?php",
+        b"PK\x03\x04",
+    ] {
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle),
             "{}: {:?} left",
@@ -49,7 +64,12 @@ fn assert_clean(path: &Path) {
 }
 
 fn open(path: &Path) -> image::DynamicImage {
-    image::ImageReader::open(path).unwrap().with_guessed_format().unwrap().decode().unwrap()
+    image::ImageReader::open(path)
+        .unwrap()
+        .with_guessed_format()
+        .unwrap()
+        .decode()
+        .unwrap()
 }
 
 fn dims(path: &Path) -> (u32, u32) {
@@ -71,14 +91,21 @@ fn assert_all_clean(p: &Processed) {
 fn iphone_photo_comes_out_upright_and_clean() {
     let src = read("iphone-12mp-gps-orient6.jpg");
     let exif = exif::Reader::new().read_from_container(&mut std::io::Cursor::new(&src));
-    println!("the second reader on the source: {:?}", exif.as_ref().map(|e| e.fields().count()));
+    println!(
+        "the second reader on the source: {:?}",
+        exif.as_ref().map(|e| e.fields().count())
+    );
     assert!(src.windows(6).any(|w| w == b"Exif\0\0"));
     let (p, _dir) = run("iphone-12mp-gps-orient6.jpg", "image/jpeg");
     let p = p.unwrap();
     assert!(!p.lossless);
     assert_eq!(dims(&p.original.path), (3024, 4032));
     assert_eq!((p.original.width, p.original.height), (3024, 4032));
-    let v: Vec<_> = p.variants.iter().map(|v| (v.name.as_str(), v.width, v.height)).collect();
+    let v: Vec<_> = p
+        .variants
+        .iter()
+        .map(|v| (v.name.as_str(), v.width, v.height))
+        .collect();
     assert_eq!(v, [("thumb", 192, 256), ("medium", 960, 1280)]);
     assert_all_clean(&p);
 }
@@ -105,7 +132,11 @@ fn orientation_8_is_turned_upright() {
 
 #[test]
 fn png_webp_gif_are_cleaned() {
-    for (name, ty) in [("photo.png", "image/png"), ("photo.webp", "image/webp"), ("anim.gif", "image/gif")] {
+    for (name, ty) in [
+        ("photo.png", "image/png"),
+        ("photo.webp", "image/webp"),
+        ("anim.gif", "image/gif"),
+    ] {
         let (p, _dir) = run(name, ty);
         let p = p.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(p.original.content_type, ty);
@@ -171,7 +202,10 @@ fn hostile_and_wrong_files_are_rejected() {
     // header claims 65500x65500: refused either way, before decoding.
     let (p, _dir) = run("bomb-header-65500.jpg", "image/jpeg");
     let r = p.unwrap_err();
-    assert!(matches!(r.code, RejectCode::TooManyPixels | RejectCode::DecodeFailed), "{r}");
+    assert!(
+        matches!(r.code, RejectCode::TooManyPixels | RejectCode::DecodeFailed),
+        "{r}"
+    );
 }
 
 #[test]
@@ -184,10 +218,16 @@ fn variant_formats_and_limits_are_configurable() {
     let dir = tempfile::tempdir().unwrap();
     let r = process(&read("small-gps.jpg"), "image/jpeg", &opts, dir.path()).unwrap_err();
     assert_eq!(r.code, RejectCode::TooManyPixels);
-    let opts = Options { max_pixels: 640 * 480, ..opts };
+    let opts = Options {
+        max_pixels: 640 * 480,
+        ..opts
+    };
     let p = process(&read("small-gps.jpg"), "image/jpeg", &opts, dir.path()).unwrap();
     assert!(p.variants.iter().all(|v| v.content_type == "image/webp"));
-    assert_eq!(image::ImageFormat::from_path(&p.variants[0].path).unwrap(), image::ImageFormat::WebP);
+    assert_eq!(
+        image::ImageFormat::from_path(&p.variants[0].path).unwrap(),
+        image::ImageFormat::WebP
+    );
     assert_eq!(dims(&p.variants[0].path), (256, 192));
 }
 
@@ -214,13 +254,26 @@ fn job(name: &str, declared: &str, options: Options, dir: &Path) -> Job {
 #[test]
 fn pixel_flood_is_refused_with_little_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let report = run_isolated(&isolation(1024), &job("bomb-900mp.png", "image/png", Options::default(), dir.path())).unwrap();
+    let report = run_isolated(
+        &isolation(1024),
+        &job(
+            "bomb-900mp.png",
+            "image/png",
+            Options::default(),
+            dir.path(),
+        ),
+    )
+    .unwrap();
     match report.reply {
         WorkerReply::Rejected(r) => assert_eq!(r.code, RejectCode::TooManyPixels),
         other => panic!("{other:?}"),
     }
     assert!(report.max_rss_kib > 0);
-    assert!(report.max_rss_kib < 200 * 1024, "peak RSS {} KiB", report.max_rss_kib);
+    assert!(
+        report.max_rss_kib < 200 * 1024,
+        "peak RSS {} KiB",
+        report.max_rss_kib
+    );
 }
 
 #[test]
@@ -234,47 +287,93 @@ fn a_decoder_out_of_memory_fails_only_its_file() {
         max_side: u32::MAX,
         ..Options::default()
     };
-    let report = run_isolated(&isolation(256), &job("bomb-900mp.png", "image/png", opts, dir.path())).unwrap();
+    let report = run_isolated(
+        &isolation(256),
+        &job("bomb-900mp.png", "image/png", opts, dir.path()),
+    )
+    .unwrap();
     match report.reply {
         WorkerReply::Rejected(r) => assert_eq!(r.code, RejectCode::DecodeFailed, "{r}"),
         other => panic!("{other:?}"),
     }
-    assert!(report.max_rss_kib < 300 * 1024, "peak RSS {} KiB", report.max_rss_kib);
+    assert!(
+        report.max_rss_kib < 300 * 1024,
+        "peak RSS {} KiB",
+        report.max_rss_kib
+    );
     // The same worker, next file, is fine.
     let dir = tempfile::tempdir().unwrap();
-    let report = run_isolated(&isolation(1024), &job("small-gps.jpg", "image/jpeg", Options::default(), dir.path())).unwrap();
-    assert!(matches!(report.reply, WorkerReply::Processed(_)), "{:?}", report.reply);
+    let report = run_isolated(
+        &isolation(1024),
+        &job(
+            "small-gps.jpg",
+            "image/jpeg",
+            Options::default(),
+            dir.path(),
+        ),
+    )
+    .unwrap();
+    assert!(
+        matches!(report.reply, WorkerReply::Processed(_)),
+        "{:?}",
+        report.reply
+    );
 }
 
 #[test]
 fn crashes_and_hangs_become_rejections() {
     let dir = tempfile::tempdir().unwrap();
-    let j = job("small-gps.jpg", "image/jpeg", Options::default(), dir.path());
+    let j = job(
+        "small-gps.jpg",
+        "image/jpeg",
+        Options::default(),
+        dir.path(),
+    );
     let crash = Isolation {
         command: vec!["/bin/sh".into(), "-c".into(), "kill -SEGV $$".into()],
         ..isolation(1024)
     };
     let r = run_isolated(&crash, &j).unwrap();
-    assert!(matches!(&r.reply, WorkerReply::Rejected(r) if r.code == RejectCode::DecodeFailed && r.detail.contains("crashed")), "{:?}", r.reply);
+    assert!(
+        matches!(&r.reply, WorkerReply::Rejected(r) if r.code == RejectCode::DecodeFailed && r.detail.contains("crashed")),
+        "{:?}",
+        r.reply
+    );
     let hang = Isolation {
         command: vec!["/bin/sh".into(), "-c".into(), "sleep 30; sleep 30".into()],
         wall: Duration::from_millis(300),
         ..isolation(1024)
     };
     let r = run_isolated(&hang, &j).unwrap();
-    assert!(matches!(&r.reply, WorkerReply::Rejected(r) if r.detail.contains("longer than")), "{:?}", r.reply);
+    assert!(
+        matches!(&r.reply, WorkerReply::Rejected(r) if r.detail.contains("longer than")),
+        "{:?}",
+        r.reply
+    );
     let garbage = Isolation {
-        command: vec!["/bin/sh".into(), "-c".into(), "cat >/dev/null; echo '{\"processed\": 1}'".into()],
+        command: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "cat >/dev/null; echo '{\"processed\": 1}'".into(),
+        ],
         ..isolation(1024)
     };
     let r = run_isolated(&garbage, &j).unwrap();
-    assert!(matches!(&r.reply, WorkerReply::Rejected(r) if r.code == RejectCode::DecodeFailed), "{:?}", r.reply);
+    assert!(
+        matches!(&r.reply, WorkerReply::Rejected(r) if r.code == RejectCode::DecodeFailed),
+        "{:?}",
+        r.reply
+    );
 }
 
 #[test]
 fn the_worker_processes_heic_under_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let report = run_isolated(&isolation(1024), &job("photo.heic", "image/heic", Options::default(), dir.path())).unwrap();
+    let report = run_isolated(
+        &isolation(1024),
+        &job("photo.heic", "image/heic", Options::default(), dir.path()),
+    )
+    .unwrap();
     match report.reply {
         WorkerReply::Processed(p) => assert_all_clean(&p),
         other => panic!("{other:?} {}", report.stderr),

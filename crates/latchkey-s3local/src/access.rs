@@ -8,6 +8,12 @@
 //!   carrying an unsigned `x-amz-acl: public-read` must not look like it
 //!   succeeded. `x-amz-acl: private` is what every object already is, so it is
 //!   accepted; some clients send it by default.
+//! - on a presigned request, every `x-amz-*` header must be among the
+//!   signed ones (`X-Amz-SignedHeaders`), as AWS requires ("There were
+//!   headers present in the request which were not signed"): otherwise the
+//!   holder of a URL could add metadata, a website redirect, tagging or a
+//!   storage class the broker never signed. `x-amz-content-sha256` is exempt,
+//!   as on AWS (SDKs send it, and s3s checks it against the body).
 
 use s3s::S3Result;
 use s3s::access::{S3Access, S3AccessContext};
@@ -30,6 +36,9 @@ impl S3Access for Access {
             .is_some_and(|c| crate::temporary::is_temporary(&c.access_key))
         {
             crate::temporary::check(&self.temporary, &self.bucket, cx)?;
+        }
+        if let Some(signed) = presigned_signed_headers(cx.uri().query()) {
+            refuse_unsigned_amz_headers(cx.headers(), &signed)?;
         }
         for (name, value) in cx.headers() {
             let name = name.as_str();
@@ -66,4 +75,85 @@ pub(crate) fn refuse_acl(
         ));
     }
     Ok(())
+}
+
+/// The `X-Amz-SignedHeaders` of a presigned (query-signed) request, or
+/// `None` for other requests.
+fn presigned_signed_headers(query: Option<&str>) -> Option<Vec<String>> {
+    let query = query?;
+    let mut presigned = false;
+    let mut signed = Vec::new();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name.eq_ignore_ascii_case("X-Amz-Signature") {
+            presigned = true;
+        } else if name.eq_ignore_ascii_case("X-Amz-SignedHeaders") {
+            let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+            signed = value
+                .split(';')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect();
+        }
+    }
+    presigned.then_some(signed)
+}
+
+fn refuse_unsigned_amz_headers(headers: &http::HeaderMap, signed: &[String]) -> S3Result<()> {
+    for name in headers.keys() {
+        let name = name.as_str();
+        if name.starts_with("x-amz-")
+            && name != "x-amz-content-sha256"
+            && !signed.iter().any(|s| s == name)
+        {
+            return Err(s3_error!(
+                AccessDenied,
+                "There were headers present in the request which were not signed: {name}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(names: &[&str]) -> http::HeaderMap {
+        names
+            .iter()
+            .map(|n| {
+                (
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    http::HeaderValue::from_static("v"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn presigned_requests_carry_only_signed_amz_headers() {
+        let q = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=content-type%3Bhost%3Bx-amz-checksum-sha256&X-Amz-Signature=ab";
+        let signed = presigned_signed_headers(Some(q)).unwrap();
+        assert!(
+            refuse_unsigned_amz_headers(
+                &headers(&["content-type", "x-amz-checksum-sha256"]),
+                &signed
+            )
+            .is_ok()
+        );
+        assert!(refuse_unsigned_amz_headers(&headers(&["x-amz-content-sha256"]), &signed).is_ok());
+        for extra in [
+            "x-amz-acl",
+            "x-amz-meta-owner",
+            "x-amz-website-redirect-location",
+            "x-amz-copy-source",
+        ] {
+            let err = refuse_unsigned_amz_headers(&headers(&[extra]), &signed).unwrap_err();
+            assert_eq!(err.code(), &s3s::S3ErrorCode::AccessDenied, "{extra}");
+        }
+        // Header-signed requests are not presigned: s3s checks their
+        // SignedHeaders itself.
+        assert!(presigned_signed_headers(Some("uploads")).is_none());
+        assert!(presigned_signed_headers(None).is_none());
+    }
 }

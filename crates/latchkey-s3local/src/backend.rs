@@ -476,9 +476,26 @@ impl S3 for Backend {
         req: S3Request<s3s::dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<s3s::dto::CompleteMultipartUploadOutput>> {
         self.check_bucket(&req.input.bucket)?;
-        crate::multipart::complete(self, req.input)
-            .await
-            .map(S3Response::new)
+        // S3 answers the object's URL as `Location`; some clients (Uppy's
+        // s3mini) refuse a result without it. Path-style, as this store is.
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let mut out = crate::multipart::complete(self, req.input).await?;
+        if let (Some(host), Some(key)) = (host, &out.key) {
+            let path: String = key
+                .split('/')
+                .map(|seg| {
+                    percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            out.location = Some(format!("http://{host}/{}/{path}", self.bucket));
+        }
+        Ok(S3Response::new(out))
     }
 
     async fn abort_multipart_upload(

@@ -28,6 +28,7 @@ mod list;
 mod multipart;
 mod post;
 mod server;
+mod signature_answers;
 mod temporary;
 
 use std::net::SocketAddr;

@@ -74,9 +74,10 @@ where
                 .is_some_and(|v| {
                     v.len() >= 19 && v[..19].eq_ignore_ascii_case("multipart/form-data")
                 });
+        let presigned = crate::signature_answers::is_presigned(req.uri());
         let fut = self.0.call(req);
         Box::pin(async move {
-            let res = fut.await?;
+            let res = crate::signature_answers::signature_501_as_400(fut.await?, presigned);
             Ok(if form {
                 policy_failure_as_403(res)
             } else {

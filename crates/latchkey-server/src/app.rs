@@ -36,6 +36,8 @@ pub struct Application {
     holder: String,
     /// The HS256 secret `latchkey token` signs with (dev mode or configured).
     pub token_secret: Option<Secret>,
+    /// `server.header_read_timeout`.
+    header_read_timeout: Duration,
 }
 
 fn grant_limiter(config: &Config) -> Option<GrantLimiter> {
@@ -202,7 +204,8 @@ impl Application {
             access_key_id: wiring.access_key_id.clone(),
             secret_access_key: wiring.secret.clone(),
             capabilities: wiring.capabilities.clone(),
-        });
+        })
+        .with_timeout(checked_duration(&s.timeout));
         let store = match crate::temporary_credentials::issuer(
             s,
             &wiring.broker_endpoint,
@@ -267,7 +270,18 @@ impl Application {
         if let Some(events) = &wiring.events {
             events.bind(&state);
         }
-        let router = layers(latchkey_api::router(state.clone()));
+        let router = layers(
+            latchkey_api::router(state.clone()),
+            &crate::http::HttpPolicy {
+                cors_origins: config.server.cors_origins.clone(),
+                store_origin: wiring.public_endpoint.clone(),
+            },
+        )?
+        // Idle, not total: the timer restarts with every chunk, so a long
+        // upload that keeps sending is never cut off (src/serve.rs).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            checked_duration(&config.server.body_idle_timeout),
+        ));
         Ok(Application {
             state,
             workers: workers(&config)?,
@@ -284,6 +298,7 @@ impl Application {
             public_url,
             store_public_url: wiring.public_endpoint,
             token_secret,
+            header_read_timeout: checked_duration(&config.server.header_read_timeout),
         })
     }
 
@@ -339,10 +354,14 @@ impl Application {
         if let Some((sender, poll)) = self.workers.webhooks {
             tasks.spawn(webhooks::run(self.state.ledger.clone(), sender, poll));
         }
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving the broker");
+        let served = crate::serve::serve(
+            self.listener,
+            self.router,
+            self.header_read_timeout,
+            shutdown,
+        )
+        .await
+        .context("serving the broker");
         tasks.abort_all();
         if let Some(store) = self.store {
             store.shutdown().await;

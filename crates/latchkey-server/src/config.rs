@@ -65,6 +65,16 @@ pub struct ServerConfig {
     pub listen: String,
     /// The broker's URL as clients reach it; defaults to `http://{listen}`.
     pub public_url: Option<String>,
+    /// Origins browsers may call the API from (CORS), exactly as they send
+    /// them (`https://app.example.com`). The default `["*"]` suits
+    /// development; production should list the app's own origins
+    /// (docs/SECURITY.md).
+    pub cors_origins: Vec<String>,
+    /// Longest a client may take to send a request's headers (slowloris).
+    pub header_read_timeout: String,
+    /// Longest a request body may stay silent; uploads may take as long as
+    /// they need while bytes keep arriving.
+    pub body_idle_timeout: String,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +82,9 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
+            cors_origins: vec!["*".into()],
+            header_read_timeout: "10s".into(),
+            body_idle_timeout: "30s".into(),
         }
     }
 }
@@ -238,6 +251,9 @@ pub struct StoreConfig {
     /// once. Off, only `complete`, event notifications and the reconciler
     /// commit.
     pub notify: bool,
+    /// Bound on each call the broker makes to the store (connect, attempt,
+    /// whole operation): a store that never answers yields 503.
+    pub timeout: String,
 }
 
 impl Default for StoreConfig {
@@ -256,6 +272,7 @@ impl Default for StoreConfig {
             sts_role_arn: None,
             sts_endpoint: None,
             notify: true,
+            timeout: "10s".into(),
         }
     }
 }
@@ -453,6 +470,12 @@ impl Config {
             ("media.timeout", &config.media.timeout),
             ("media.lease", &config.media.lease),
             ("media.poll", &config.media.poll),
+            ("store.timeout", &config.store.timeout),
+            (
+                "server.header_read_timeout",
+                &config.server.header_read_timeout,
+            ),
+            ("server.body_idle_timeout", &config.server.body_idle_timeout),
         ] {
             parse_duration(v).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
         }

@@ -1,5 +1,6 @@
 //! Middleware around the API: request ids, request logging, CORS for
-//! browser clients, and the log line for internal errors.
+//! browser clients, security headers on every response, and the log line
+//! for internal errors.
 //!
 //! Request logs name the matched route (`/v1/uploads/{id}`) and the path,
 //! never the query string: a presigned URL's query is its signature.
@@ -9,9 +10,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request as AxumRequest};
+use axum::http::HeaderValue;
 use axum::http::{HeaderName, Method, Request, Response};
 use latchkey_api::{InternalDetail, ProblemCode};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -21,9 +23,59 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-supplied request id that is kept.
 const MAX_REQUEST_ID: usize = 128;
 
-pub fn layers(router: Router) -> Router {
+/// What the middleware needs from the configuration.
+pub struct HttpPolicy {
+    /// `server.cors_origins`: exact origins, or `["*"]` for any.
+    pub cors_origins: Vec<String>,
+    /// The store's origin as browsers reach it: the demo page uploads to it
+    /// and shows thumbnails from it, so its CSP must name it.
+    pub store_origin: String,
+}
+
+impl HttpPolicy {
+    fn allow_origin(&self) -> anyhow::Result<AllowOrigin> {
+        if self.cors_origins.iter().any(|o| o == "*") {
+            return Ok(AllowOrigin::from(Any));
+        }
+        let origins = self
+            .cors_origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o.trim_end_matches('/'))
+                    .map_err(|_| anyhow::anyhow!("server.cors_origins: {o:?} is not an origin"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(AllowOrigin::list(origins))
+    }
+
+    /// The demo page's Content-Security-Policy: its own script and style
+    /// only (no inline code, no eval), network and images from itself and
+    /// the store, no frames, no plugins, no `<base>` rewriting.
+    fn page_csp(&self) -> anyhow::Result<HeaderValue> {
+        let store = origin_of(&self.store_origin);
+        HeaderValue::from_str(&format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; \
+             img-src 'self' data: blob: {store}; connect-src 'self' {store}; \
+             form-action 'self' {store}; base-uri 'none'; frame-ancestors 'none'; \
+             object-src 'none'"
+        ))
+        .map_err(|_| anyhow::anyhow!("store URL {store:?} cannot go in a CSP header"))
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+pub fn layers(router: Router, policy: &HttpPolicy) -> anyhow::Result<Router> {
+    let csp = policy.page_csp()?;
     let cors = CorsLayer::new()
-        .allow_origin(Any)
+        .allow_origin(policy.allow_origin()?)
         .allow_methods([
             Method::GET,
             Method::POST,
@@ -65,7 +117,7 @@ pub fn layers(router: Router) -> Router {
                 "request",
                 method = %req.method(),
                 route,
-                path = %req.uri().path(),
+                path = %logged_path(req.uri().path()),
                 request_id,
             )
         })
@@ -84,12 +136,41 @@ pub fn layers(router: Router) -> Router {
     // `Router::layer` wraps each route, so the matched route is known in
     // every layer below; the last one added runs first.
     let plain = router
+        .layer(axum::middleware::map_response(move |res| {
+            security_headers(res, csp.clone())
+        }))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_request_id));
     let with_cors = plain.clone().layer(cors);
-    tus_discovery_past_cors(plain, with_cors)
+    Ok(tus_discovery_past_cors(plain, with_cors))
+}
+
+/// `nosniff` and `no-referrer` on every response (a response is never
+/// to be read as another type, and URLs — some carry ids — never leak in
+/// `Referer`); HTML (the demo page) also gets its CSP and may not be framed.
+async fn security_headers(mut res: Response<Body>, csp: HeaderValue) -> Response<Body> {
+    use axum::http::header;
+    let html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html"));
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if html {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    res
 }
 
 fn header_names(names: &'static [&'static str]) -> impl Iterator<Item = HeaderName> {
@@ -128,4 +209,16 @@ async fn drop_unusable_request_id(mut req: AxumRequest) -> AxumRequest {
         req.headers_mut().remove(X_REQUEST_ID);
     }
     req
+}
+
+/// The path as logged: the upload token of `/uppy/{token}/…` is a
+/// credential, so it is left out.
+fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/uppy/") {
+        Some(rest) => {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            std::borrow::Cow::Owned(format!("/uppy/[redacted]{tail}"))
+        }
+        None => std::borrow::Cow::Borrowed(path),
+    }
 }

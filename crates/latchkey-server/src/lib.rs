@@ -6,6 +6,7 @@ mod app;
 pub mod config;
 mod http;
 pub mod secrets;
+mod serve;
 mod store_check;
 pub use store_check::store_check;
 pub mod telemetry;

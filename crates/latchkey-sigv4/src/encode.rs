@@ -31,21 +31,22 @@ const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 /// Encodes `bytes` with the S3 rule (`/` kept when `keep_slash`), borrowing
 /// when nothing needs encoding and allocating exactly once otherwise.
 fn encode_bytes(bytes: &[u8], keep_slash: bool) -> Option<String> {
-    let literal = |b: u8| UNRESERVED[b as usize] || (keep_slash && b == b'/');
-    let first = bytes.iter().position(|&b| !literal(b))?;
-    let extra = bytes[first..].iter().filter(|&&b| !literal(b)).count() * 2;
-    let mut out = Vec::with_capacity(bytes.len() + extra);
-    out.extend_from_slice(&bytes[..first]);
-    for &b in &bytes[first..] {
-        if literal(b) {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[
-                b'%',
-                HEX_UPPER[(b >> 4) as usize],
-                HEX_UPPER[(b & 15) as usize],
-            ]);
-        }
+    let literal = |b: &u8| UNRESERVED[*b as usize] || (keep_slash && *b == b'/');
+    let first = bytes.iter().position(|b| !literal(b))?;
+    let mut out = Vec::with_capacity(bytes.len() + 2 * (bytes.len() - first));
+    let mut rest = bytes;
+    let mut run = first;
+    loop {
+        // Copy the run of literal bytes at once, then escape one byte.
+        out.extend_from_slice(&rest[..run]);
+        let Some(&b) = rest.get(run) else { break };
+        out.extend_from_slice(&[
+            b'%',
+            HEX_UPPER[(b >> 4) as usize],
+            HEX_UPPER[(b & 15) as usize],
+        ]);
+        rest = &rest[run + 1..];
+        run = rest.iter().position(|b| !literal(b)).unwrap_or(rest.len());
     }
     // Only ASCII was written for every non-literal byte, and literal bytes are ASCII.
     Some(String::from_utf8(out).unwrap_or_default())

@@ -10,8 +10,8 @@
 mod capabilities;
 mod multipart;
 pub mod probe;
-mod s3;
 mod read;
+mod s3;
 mod stream;
 pub mod temporary;
 

@@ -114,6 +114,9 @@ impl S3Store {
             .key(key.as_str())
             .upload_id(upload_id)
             .multipart_upload(completed)
+            // Assembling a large object can take a while on AWS.
+            .customize()
+            .config_override(self.long_call(Some(self.timeout() * 60)))
             .send()
             .await;
         match res {

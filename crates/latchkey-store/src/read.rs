@@ -7,8 +7,8 @@ use futures::StreamExt;
 use latchkey_domain::{ObjectKey, Sha256Digest};
 use sha2::{Digest, Sha256};
 
-use crate::s3::{S3Store, classify};
 use crate::StoreError;
+use crate::s3::{S3Store, classify};
 
 impl S3Store {
     pub(crate) async fn read_impl(
@@ -30,15 +30,22 @@ impl S3Store {
             }
             Err(e) => return Err(classify(e)),
         };
-        if out.content_length().is_some_and(|n| n < 0 || n as u64 > max) {
-            return Err(StoreError::Refused(format!("the object is larger than {max} bytes")));
+        if out
+            .content_length()
+            .is_some_and(|n| n < 0 || n as u64 > max)
+        {
+            return Err(StoreError::Refused(format!(
+                "the object is larger than {max} bytes"
+            )));
         }
         let mut body = out.body;
         let mut bytes = Vec::new();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|_| StoreError::Unavailable("reading the object".into()))?;
             if (bytes.len() + chunk.len()) as u64 > max {
-                return Err(StoreError::Refused(format!("the object is larger than {max} bytes")));
+                return Err(StoreError::Refused(format!(
+                    "the object is larger than {max} bytes"
+                )));
             }
             bytes.extend_from_slice(&chunk);
         }

@@ -30,6 +30,8 @@ pub struct S3Store {
     capabilities: Capabilities,
     /// Where `credentials`-mode grants come from, when the store has a source.
     issuer: Option<crate::temporary::CredentialIssuer>,
+    /// The bound on one store call (see [`S3Store::with_timeout`]).
+    timeout: std::time::Duration,
 }
 
 impl S3Store {
@@ -47,12 +49,14 @@ impl S3Store {
             .endpoint_url(cfg.endpoint.clone())
             .force_path_style(cfg.path_style)
             .credentials_provider(creds)
+            .timeout_config(timeouts(DEFAULT_TIMEOUT))
             .build();
         Self {
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: cfg.bucket.clone(),
             capabilities: cfg.capabilities.clone(),
             issuer: None,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 
@@ -65,13 +69,61 @@ impl S3Store {
         self
     }
 
+    /// Bounds every store call (connect, each attempt, and the whole
+    /// operation with its retries) to `timeout`: a store that accepts
+    /// connections and never answers yields [`StoreError::Unavailable`].
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        let conf = self
+            .client
+            .config()
+            .to_builder()
+            .timeout_config(timeouts(timeout))
+            .build();
+        self.client = aws_sdk_s3::Client::from_conf(conf);
+        self.timeout = timeout;
+        self
+    }
+
+    /// Calls whose duration is the client's (streamed bodies) or the
+    /// object's size (copies) keep the connect timeout; a streamed body is
+    /// bounded by the broker's idle-read timeout instead, a copy by a
+    /// generous multiple of the timeout.
+    pub(crate) fn long_call(
+        &self,
+        whole: Option<std::time::Duration>,
+    ) -> aws_sdk_s3::config::Builder {
+        let t = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(self.timeout)
+            .disable_operation_attempt_timeout();
+        let t = match whole {
+            Some(w) => t.operation_timeout(w),
+            None => t.disable_operation_timeout(),
+        };
+        aws_sdk_s3::config::Builder::default().timeout_config(t.build())
+    }
+
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
+    }
+
+    pub(crate) fn timeout(&self) -> std::time::Duration {
+        self.timeout
     }
 
     pub(crate) fn bucket(&self) -> &str {
         &self.bucket
     }
+}
+
+/// What [`S3Store::new`] bounds a store call to (`[store] timeout`).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn timeouts(t: std::time::Duration) -> aws_sdk_s3::config::timeout::TimeoutConfig {
+    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(t)
+        .operation_attempt_timeout(t)
+        .operation_timeout(t)
+        .build()
 }
 
 /// Sorts SDK failures into "retry later" and "refused". The message keeps
@@ -166,6 +218,8 @@ impl ObjectStore for S3Store {
             .key(to.as_str())
             .copy_source(source)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .customize()
+            .config_override(self.long_call(Some(self.timeout * 60)))
             .send()
             .await;
         match res {

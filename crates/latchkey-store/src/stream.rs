@@ -96,7 +96,12 @@ impl S3Store {
                 .checksum_algorithm(ChecksumAlgorithm::Sha256)
                 .checksum_sha256(sha.to_base64());
         }
-        match req.send().await {
+        match req
+            .customize()
+            .config_override(self.long_call(None))
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.e_tag().map(|t| t.trim_matches('"').to_owned())),
             Err(e) if body_failed(&e) => {
                 Err(StoreError::Unavailable("the body stream failed".into()))
@@ -127,7 +132,7 @@ impl S3Store {
             // checksum type differs from the upload's.
             .customize()
             .config_override(
-                aws_sdk_s3::config::Builder::default()
+                self.long_call(None)
                     .request_checksum_calculation(RequestChecksumCalculation::WhenRequired),
             )
             .send()

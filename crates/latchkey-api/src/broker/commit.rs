@@ -271,9 +271,54 @@ pub async fn download(
         .expect("0 is a valid nanosecond");
     let ttl = state.limits.download_ttl.as_secs().max(1);
     let url = state.endpoint.object_url(key.as_str());
+    let overrides = download_overrides(&upload, variant.is_some_and(|v| v != "original"));
+    let query: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let url = state
         .signer
-        .presign("GET", &url, &[], &[], ttl, now)
+        .presign("GET", &url, &[], &query, ttl, now)
         .map_err(|e| ApiError::Internal(format!("presign: {e}")))?;
     Ok((url, now + std::time::Duration::from_secs(ttl)))
+}
+
+/// Image types a browser may render inline from the store's origin.
+const INLINE_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/avif",
+    "image/heic",
+    "image/heif",
+];
+
+/// The `response-*` overrides of a download grant: anything but a raster
+/// image is served with its recorded type as an attachment, so an uploaded
+/// HTML or SVG file is never rendered from the store's origin. (Variants are
+/// images the pipeline wrote.)
+fn download_overrides(
+    upload: &latchkey_domain::Upload,
+    variant: bool,
+) -> Vec<(&'static str, String)> {
+    let ct = upload.content_type.as_str();
+    if variant || INLINE_TYPES.contains(&ct) {
+        return Vec::new();
+    }
+    let ascii: String = upload
+        .filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    vec![
+        ("response-content-type", ct.to_owned()),
+        (
+            "response-content-disposition",
+            format!("attachment; filename=\"{ascii}\""),
+        ),
+    ]
 }

@@ -522,6 +522,10 @@ pub async fn options_upload(State(state): State<Arc<AppState>>) -> Response {
 }
 
 #[cfg(test)]
+#[path = "tus_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -181,10 +181,11 @@ pub async fn get(opts: &ClientOpts, args: &GetArgs) -> Result<()> {
     }
 
     let grant = broker.download(&id, args.variant.as_deref()).await?;
-    // The row's checksum describes the original only; variants are derived.
+    // The row's checksum describes the bytes as uploaded; variants, and a
+    // processed photo's clean original (it has `width`), are derived.
     let expect = match args.variant {
-        None => row.get("sha256").and_then(Value::as_str),
-        Some(_) => None,
+        None if row.get("width").is_none() => row.get("sha256").and_then(Value::as_str),
+        _ => None,
     };
     let sink = match &dest {
         Some(path) => Sink::File {

@@ -32,8 +32,29 @@ pub struct Declared<'a> {
     pub parallel: usize,
 }
 
-/// Uploads one file and returns the committed row.
+/// Uploads one file and returns the committed row. A photo profile's upload
+/// is `processing` after `complete`: this waits for the pipeline to commit
+/// (or reject) it.
 pub async fn upload_file(broker: &Broker, path: &Path, declared: &Declared<'_>) -> Result<Value> {
+    let mut row = send_file(broker, path, declared).await?;
+    for _ in 0..3000 {
+        if row["status"] != "processing" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        row = broker.get(row["id"].as_str().unwrap_or_default()).await?;
+    }
+    match row["status"].as_str() {
+        Some("rejected") => bail!(
+            "the photo was rejected: {}",
+            row["reason"].as_str().unwrap_or("no reason given")
+        ),
+        Some("processing") => bail!("the photo is still being processed; see `latchkey ls`"),
+        _ => Ok(row),
+    }
+}
+
+async fn send_file(broker: &Broker, path: &Path, declared: &Declared<'_>) -> Result<Value> {
     let meta = tokio::fs::metadata(path)
         .await
         .context("reading file metadata")?;

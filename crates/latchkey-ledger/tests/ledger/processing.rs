@@ -9,7 +9,10 @@ use time::Duration;
 
 use crate::{Db, now, upload};
 
-conformance!(jobs_are_leased_reclaimed_and_finished, racing_claims_share_nothing);
+conformance!(
+    jobs_are_leased_reclaimed_and_finished,
+    racing_claims_share_nothing
+);
 
 const LEASE: StdDuration = StdDuration::from_secs(60);
 
@@ -21,7 +24,13 @@ async fn jobs_are_leased_reclaimed_and_finished(db: Db) {
     // Pending rows are not jobs.
     assert!(l.claim_processing(t, LEASE, 10).await.unwrap().is_empty());
     let moved = l
-        .transition(u.id, UploadStatus::Pending, UploadStatus::Processing, &Changes::default(), t)
+        .transition(
+            u.id,
+            UploadStatus::Pending,
+            UploadStatus::Processing,
+            &Changes::default(),
+            t,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -33,8 +42,16 @@ async fn jobs_are_leased_reclaimed_and_finished(db: Db) {
     assert_eq!(jobs.len(), 1);
     assert_eq!((jobs[0].upload.id, jobs[0].attempts), (u.id, 1));
     // Leased: nobody else gets it until the lease runs out.
-    assert!(l.claim_processing(t + Duration::seconds(59), LEASE, 10).await.unwrap().is_empty());
-    let again = l.claim_processing(t + Duration::seconds(60), LEASE, 10).await.unwrap();
+    assert!(
+        l.claim_processing(t + Duration::seconds(59), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = l
+        .claim_processing(t + Duration::seconds(60), LEASE, 10)
+        .await
+        .unwrap();
     assert_eq!((again[0].upload.id, again[0].attempts), (u.id, 2));
 
     let media = MediaInfo {
@@ -54,7 +71,13 @@ async fn jobs_are_leased_reclaimed_and_finished(db: Db) {
         ..Changes::default()
     };
     let done = l
-        .transition(u.id, UploadStatus::Processing, UploadStatus::Committed, &changes, t)
+        .transition(
+            u.id,
+            UploadStatus::Processing,
+            UploadStatus::Committed,
+            &changes,
+            t,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -64,7 +87,12 @@ async fn jobs_are_leased_reclaimed_and_finished(db: Db) {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_type, "upload.committed");
     // Committed rows are no longer jobs, whatever their lease.
-    assert!(l.claim_processing(t + Duration::hours(1), LEASE, 10).await.unwrap().is_empty());
+    assert!(
+        l.claim_processing(t + Duration::hours(1), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn racing_claims_share_nothing(db: Db) {
@@ -74,10 +102,16 @@ async fn racing_claims_share_nothing(db: Db) {
     for _ in 0..6 {
         let u = upload("bob", "photo");
         l.insert(&u, None).await.unwrap();
-        l.transition(u.id, UploadStatus::Pending, UploadStatus::Processing, &Changes::default(), t)
-            .await
-            .unwrap()
-            .unwrap();
+        l.transition(
+            u.id,
+            UploadStatus::Pending,
+            UploadStatus::Processing,
+            &Changes::default(),
+            t,
+        )
+        .await
+        .unwrap()
+        .unwrap();
         ids.push(u.id);
     }
     let claims = futures_join(l, t).await;
@@ -95,7 +129,9 @@ async fn futures_join(
     let mut handles = Vec::new();
     for _ in 0..4 {
         let l = l.clone();
-        handles.push(tokio::spawn(async move { l.claim_processing(t, LEASE, 2).await.unwrap() }));
+        handles.push(tokio::spawn(async move {
+            l.claim_processing(t, LEASE, 2).await.unwrap()
+        }));
     }
     let mut out = Vec::new();
     for h in handles {

@@ -228,11 +228,23 @@ pub(crate) async fn get_object(
         accept_ranges: Some("bytes".into()),
         content_length: i64::try_from(len).ok(),
         content_range,
-        content_type: a.content_type.clone(),
+        // The `response-*` overrides of a signed GET, as S3 honours them:
+        // the broker's download grants set the type and, for anything but
+        // images, `attachment`.
+        content_type: input
+            .response_content_type
+            .clone()
+            .or_else(|| a.content_type.clone()),
         content_encoding: a.content_encoding.clone(),
-        content_disposition: a.content_disposition.clone(),
+        content_disposition: input
+            .response_content_disposition
+            .clone()
+            .or_else(|| a.content_disposition.clone()),
         content_language: a.content_language.clone(),
-        cache_control: a.cache_control.clone(),
+        cache_control: input
+            .response_cache_control
+            .clone()
+            .or_else(|| a.cache_control.clone()),
         metadata: Some(a.metadata.clone().into_iter().collect()),
         e_tag: Some(c.etag),
         last_modified: Some(c.last_modified),

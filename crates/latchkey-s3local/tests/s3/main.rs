@@ -10,3 +10,4 @@ mod multipart;
 mod objects;
 mod post;
 mod presigned;
+mod props;

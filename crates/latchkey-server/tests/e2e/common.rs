@@ -196,8 +196,16 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     } else {
         format!("[media]\n{}\n", media_worker_toml())
     };
+    // Keys of `[server]` a test brings (TOML cannot reopen the table).
+    let (server_toml, extra_toml) = match extra_toml.strip_prefix("[server]\n") {
+        Some(rest) => match rest.find("\n[") {
+            Some(i) => (&rest[..=i], &rest[i + 1..]),
+            None => (rest, ""),
+        },
+        None => ("", extra_toml),
+    };
     let toml = format!(
-        "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n[ledger]\nurl = {ledger_url:?}\n{store_toml}{media_toml}{extra_toml}",
+        "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n{server_toml}[ledger]\nurl = {ledger_url:?}\n{store_toml}{media_toml}{extra_toml}",
         data_dir.display().to_string()
     );
     std::fs::write(&cfg_path, toml).unwrap();
@@ -329,7 +337,7 @@ impl TestApp {
 pub fn media_worker_toml() -> String {
     format!(
         "worker_command = [{:?}]",
-        env!("CARGO_BIN_EXE_latchkey-media-worker")
+        env!("CARGO_BIN_EXE_media-worker")
     )
 }
 

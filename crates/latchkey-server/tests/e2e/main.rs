@@ -1,11 +1,13 @@
 //! End-to-end suite: the real broker, the real embedded S3 store, SQLite,
 //! and real HTTP clients, all on loopback ports chosen by the OS.
 
+mod adversarial;
 mod attach;
 mod auth;
 mod common;
 mod enforce;
 mod events;
+mod faults;
 mod idempotent;
 mod limits;
 mod mode_credentials;

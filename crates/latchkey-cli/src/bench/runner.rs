@@ -1,0 +1,122 @@
+//! Runs one timed phase: N tasks repeat an operation until the deadline, each
+//! recording its latency; the phase's result is counts, rates and quantiles.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// What one phase measured. Rates are over the phase's wall-clock time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    /// What was timed, e.g. `POST /v1/uploads`.
+    pub label: String,
+    /// Operations that succeeded.
+    pub ops: u64,
+    /// Operations that failed (any error, including non-2xx answers).
+    pub errors: u64,
+    /// The first error seen, to tell what went wrong (never a URL: they are
+    /// capabilities).
+    pub first_error: Option<String>,
+    pub elapsed_s: f64,
+    pub ops_per_s: f64,
+    /// Payload bytes moved by successful operations, per second.
+    pub mib_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Runs `op` on `connections` tasks until `duration` has passed (each task
+/// runs at least once, and an operation already started finishes) or `op` reports it has nothing left to
+/// do (`Ok(None)`). `op(task)` returns the payload bytes it moved.
+pub async fn phase<F, Fut>(label: &str, connections: usize, duration: Duration, op: F) -> Measured
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<Option<u64>>> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::with_capacity(connections);
+    for task in 0..connections {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            // Microseconds, 1 µs to 1 h, 3 significant digits.
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("static histogram bounds");
+            let (mut bytes, mut errors, mut first_error) = (0u64, 0u64, None);
+            // Every task runs at least once, so a tiny duration still measures one op.
+            loop {
+                let t = Instant::now();
+                match op(task).await {
+                    Ok(Some(n)) => {
+                        let us = t.elapsed().as_micros().max(1) as u64;
+                        let _ = hist.record(us.min(3_600_000_000));
+                        bytes += n;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{e:#}"));
+                        // A failing server must not turn the bench into a busy loop.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            (hist, bytes, errors, first_error)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
+    let (mut bytes, mut errors, mut first_error) = (0u64, 0u64, None);
+    for task in tasks {
+        match task.await {
+            Ok((h, b, e, f)) => {
+                let _ = hist.add(h);
+                bytes += b;
+                errors += e;
+                if first_error.is_none() {
+                    first_error = f;
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("task failed: {e}"));
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    let ops = hist.len();
+    let ms = |q: f64| {
+        if ops == 0 {
+            0.0
+        } else {
+            hist.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    Measured {
+        label: label.to_owned(),
+        ops,
+        errors,
+        first_error,
+        elapsed_s: round3(elapsed),
+        ops_per_s: round3(ops as f64 / elapsed),
+        mib_per_s: round3(bytes as f64 / elapsed / (1024.0 * 1024.0)),
+        p50_ms: round3(ms(0.5)),
+        p99_ms: round3(ms(0.99)),
+        max_ms: round3(if ops == 0 {
+            0.0
+        } else {
+            hist.max() as f64 / 1000.0
+        }),
+    }
+}
+
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
