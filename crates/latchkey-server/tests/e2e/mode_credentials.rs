@@ -134,8 +134,12 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
 
 fn refused(result: &Value, code: &str) {
     assert_eq!(result["ok"], false, "{result}");
-    assert_eq!(result["code"], code, "{result}");
     assert_eq!(result["status"], 403, "{result}");
+    // The store may refuse an upload before reading its body and close the
+    // connection; boto3 then has the status but no XML to take the code
+    // from, and reports the status itself as the code.
+    let got = result["code"].as_str().unwrap_or("");
+    assert!(got == code || got == "403", "{result}");
 }
 
 /// The row for `key` once the store's event has been handled (bounded).
