@@ -18,7 +18,9 @@ pub use content_type::{ContentType, ContentTypeError};
 pub use duration::{DurationError, parse_duration};
 pub use ids::{UploadId, UploadIdError, UserId, UserIdError};
 pub use key::{KeyTemplate, KeyTemplateError, ObjectKey, extension_for, sanitize_filename};
-pub use profile::{Mode, ModeError, Process, Profile, ProfileName, default_profiles};
+pub use profile::{
+    Mode, ModeError, Process, Profile, ProfileName, VariantDef, VariantFormat, default_profiles,
+};
 pub use secret::Secret;
 pub use size::{ByteSize, ByteSizeError};
 pub use upload::{MediaInfo, MediaVariant, Upload, UploadStatus};

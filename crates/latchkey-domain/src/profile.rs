@@ -72,6 +72,25 @@ pub enum Process {
     Image,
 }
 
+/// The encoding of a photo variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VariantFormat {
+    Jpeg,
+    Webp,
+}
+
+/// A derived image a `process = "image"` profile makes: at most `size`
+/// pixels on the long side, never enlarged.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantDef {
+    /// `[a-z0-9_-]{1,32}`, not `original`; what `?variant=` names.
+    pub name: String,
+    pub size: u32,
+    pub format: VariantFormat,
+}
+
 /// A profile name: `[a-z0-9_-]{1,32}`, so it can sit inside a key.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
@@ -124,6 +143,9 @@ pub struct Profile {
     pub require_attach: bool,
     #[serde(with = "secs")]
     pub unattached_ttl: Duration,
+    /// Photo variants of this profile; `None`: the `[media]` defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<VariantDef>>,
 }
 
 mod secs {
@@ -171,6 +193,7 @@ pub fn default_profiles() -> Vec<Profile> {
         quota_count: None,
         require_attach: false,
         unattached_ttl: Duration::from_secs(24 * 3600),
+        variants: None,
     };
     let file = Profile {
         name: ProfileName::parse("file").expect("static name"),

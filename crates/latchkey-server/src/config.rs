@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use latchkey_domain::{
-    ByteSize, KeyTemplate, Mode, Process, Profile, ProfileName, Secret, default_profiles,
-    parse_duration,
+    ByteSize, KeyTemplate, Mode, Process, Profile, ProfileName, Secret, VariantDef,
+    default_profiles, parse_duration,
 };
 use latchkey_store::Capabilities;
 use serde::{Deserialize, Serialize};
@@ -406,6 +406,10 @@ pub struct ProfileConfig {
     pub quota_count: Option<u64>,
     pub require_attach: Option<bool>,
     pub unattached_ttl: Option<String>,
+    /// Photo variants (`process = "image"`), e.g.
+    /// `[{ name = "thumb", size = 256, format = "jpeg" }]`; unset: `thumb`
+    /// and `medium` from `[media]`; empty: no variants.
+    pub variants: Option<Vec<VariantDef>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -562,6 +566,7 @@ impl From<&Profile> for ProfileConfig {
             quota_count: p.quota_count,
             require_attach: Some(p.require_attach),
             unattached_ttl: Some(format!("{}s", p.unattached_ttl.as_secs())),
+            variants: p.variants.clone(),
         }
     }
 }
@@ -627,6 +632,30 @@ impl ProfileConfig {
         }
         if let Some(v) = &self.unattached_ttl {
             p.unattached_ttl = parse_duration(v).map_err(|e| bad(e.to_string()))?;
+        }
+        if let Some(v) = &self.variants {
+            for (i, d) in v.iter().enumerate() {
+                let valid_name = (1..=32).contains(&d.name.len())
+                    && d.name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    });
+                if !valid_name || d.name == "original" {
+                    return Err(bad(format!(
+                        "variant name {:?}: 1-32 characters of a-z, 0-9, '_' or '-', not \"original\"",
+                        d.name
+                    )));
+                }
+                if v[..i].iter().any(|o| o.name == d.name) {
+                    return Err(bad(format!("variant {:?} is defined twice", d.name)));
+                }
+                if d.size == 0 || d.size > 20_000 {
+                    return Err(bad(format!(
+                        "variant {:?}: size must be between 1 and 20000",
+                        d.name
+                    )));
+                }
+            }
+            p.variants = Some(v.clone());
         }
         Ok(p)
     }
@@ -705,6 +734,48 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn profiles_may_define_their_own_variants() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[profiles.avatar]\nprocess = \"image\"\ncontent_types = [\"image/*\"]\nvariants = [{ name = \"small\", size = 64, format = \"webp\" }]\n",
+        );
+        let c = Config::load(Some(&p), &Overrides::default()).unwrap();
+        let profiles = c.profiles().unwrap();
+        assert_eq!(
+            profiles["avatar"].variants,
+            Some(vec![VariantDef {
+                name: "small".into(),
+                size: 64,
+                format: latchkey_domain::VariantFormat::Webp,
+            }])
+        );
+        assert_eq!(profiles["photo"].variants, None, "unset: [media] decides");
+        // `latchkey config` prints them back.
+        let text = toml::to_string_pretty(&c.effective().unwrap()).unwrap();
+        let p = write(dir.path(), &text);
+        let back = Config::load(Some(&p), &Overrides::default()).unwrap();
+        assert_eq!(
+            back.profiles().unwrap()["avatar"].variants,
+            profiles["avatar"].variants
+        );
+        for bad in [
+            "variants = [{ name = \"original\", size = 64, format = \"jpeg\" }]",
+            "variants = [{ name = \"Big\", size = 64, format = \"jpeg\" }]",
+            "variants = [{ name = \"a\", size = 0, format = \"jpeg\" }]",
+            "variants = [{ name = \"a\", size = 64, format = \"gif\" }]",
+            "variants = [{ name = \"a\", size = 64, format = \"jpeg\" }, { name = \"a\", size = 9, format = \"jpeg\" }]",
+            "variants = [{ name = \"a\", size = 64 }]",
+        ] {
+            let p = write(dir.path(), &format!("[profiles.avatar]\n{bad}\n"));
+            assert!(
+                Config::load(Some(&p), &Overrides::default()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

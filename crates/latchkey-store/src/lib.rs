@@ -57,6 +57,14 @@ pub struct ListedObject {
     pub last_modified: Option<OffsetDateTime>,
 }
 
+/// A multipart upload the store holds open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenMultipart {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: Option<OffsetDateTime>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListPage {
     pub objects: Vec<ListedObject>,
@@ -100,6 +108,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         continuation: Option<&str>,
         max: u32,
     ) -> Result<ListPage, StoreError>;
+
+    /// Multipart uploads in progress under `prefix` (at most `max`), for the
+    /// reconciler to abort the ones no pending upload owns.
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        max: u32,
+    ) -> Result<Vec<OpenMultipart>, StoreError>;
 
     /// Starts a multipart upload at `key` and returns its upload id.
     async fn create_multipart(

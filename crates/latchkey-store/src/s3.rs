@@ -9,7 +9,8 @@ use latchkey_domain::{ObjectKey, Secret, Sha256Digest};
 use time::OffsetDateTime;
 
 use crate::{
-    ByteBody, Capabilities, ListPage, ListedObject, ObjectMeta, ObjectStore, Part, StoreError,
+    ByteBody, Capabilities, ListPage, ListedObject, ObjectMeta, ObjectStore, OpenMultipart, Part,
+    StoreError,
 };
 
 /// How to reach the store as the broker.
@@ -285,6 +286,35 @@ impl ObjectStore for S3Store {
             .then(|| out.next_continuation_token().map(str::to_owned))
             .flatten();
         Ok(ListPage { objects, next })
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        max: u32,
+    ) -> Result<Vec<OpenMultipart>, StoreError> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_uploads(max.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .uploads()
+            .iter()
+            .filter_map(|u| {
+                Some(OpenMultipart {
+                    key: u.key()?.to_owned(),
+                    upload_id: u.upload_id()?.to_owned(),
+                    initiated: u
+                        .initiated()
+                        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+                })
+            })
+            .collect())
     }
 
     async fn create_multipart(

@@ -280,6 +280,20 @@ impl ObjectStore for TimedStore {
             .await
     }
 
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        max: u32,
+    ) -> Result<Vec<latchkey_store::OpenMultipart>, StoreError> {
+        self.metrics
+            .timed(
+                STORE_DURATION,
+                "list_multipart_uploads",
+                self.inner.list_multipart_uploads(prefix, max),
+            )
+            .await
+    }
+
     async fn temporary_credentials(
         &self,
         req: &latchkey_store::temporary::CredentialRequest<'_>,

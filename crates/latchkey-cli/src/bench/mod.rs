@@ -57,6 +57,10 @@ pub enum BenchCommand {
         mode: String,
         #[arg(long, default_value = "200KiB")]
         size: String,
+        /// Skip the bare-PUT baseline (its grants stay pending until they
+        /// expire), e.g. for `scripts/soak`, which checks that none is left.
+        #[arg(long)]
+        no_baseline: bool,
     },
     /// Large uploads through the broker, against direct presigned PUTs.
     Proxy {
@@ -116,7 +120,12 @@ struct Report {
 pub async fn run(command: &BenchCommand) -> Result<()> {
     let (common, report) = match command {
         BenchCommand::Grants { common, mode, size } => (common, grants(common, mode, size).await?),
-        BenchCommand::Flow { common, mode, size } => (common, flow(common, mode, size).await?),
+        BenchCommand::Flow {
+            common,
+            mode,
+            size,
+            no_baseline,
+        } => (common, flow(common, mode, size, *no_baseline).await?),
         BenchCommand::Proxy { common, size } => (common, proxy(common, size).await?),
         BenchCommand::Store {
             common,
@@ -206,7 +215,7 @@ async fn grants(common: &Common, mode: &str, size: &str) -> Result<Report> {
     Ok(r)
 }
 
-async fn flow(common: &Common, mode: &str, size: &str) -> Result<Report> {
+async fn flow(common: &Common, mode: &str, size: &str, no_baseline: bool) -> Result<Report> {
     let s = setup(common)?;
     let payload = Payload::new(parse_size(size)?);
     let half = s.duration;
@@ -230,6 +239,11 @@ async fn flow(common: &Common, mode: &str, size: &str) -> Result<Report> {
         },
     )
     .await;
+    if no_baseline {
+        let mut r = report("flow", common, &s, Some(payload.len()), Some(mode));
+        r.measured.push(flow);
+        return Ok(r);
+    }
 
     // The baseline: the same PUTs with grants made before the clock starts,
     // enough for the baseline to run at up to 3× the flow's rate.

@@ -78,6 +78,20 @@ impl MediaPool {
     }
 }
 
+/// A profile's own variants (validated by the config), overriding `[media]`.
+pub fn profile_variants(defs: &[latchkey_domain::VariantDef]) -> Vec<VariantSpec> {
+    defs.iter()
+        .map(|d| VariantSpec {
+            name: d.name.clone(),
+            long_side: d.size,
+            format: match d.format {
+                latchkey_domain::VariantFormat::Jpeg => VariantFormat::Jpeg,
+                latchkey_domain::VariantFormat::Webp => VariantFormat::Webp,
+            },
+        })
+        .collect()
+}
+
 /// Claims and runs jobs until the task is aborted.
 pub async fn run(state: Arc<AppState>, pool: MediaPool) {
     if pool.workers == 0 {
@@ -139,10 +153,12 @@ async fn process(
     pool: &MediaPool,
     upload: &Upload,
 ) -> Result<Option<Upload>, latchkey_api::ApiError> {
-    let max = state
-        .profiles
-        .get(upload.profile.as_str())
-        .map_or(upload.size, |p| p.max_bytes.0.max(upload.size));
+    let profile = state.profiles.get(upload.profile.as_str());
+    let max = profile.map_or(upload.size, |p| p.max_bytes.0.max(upload.size));
+    let mut options = pool.options.clone();
+    if let Some(defs) = profile.and_then(|p| p.variants.as_ref()) {
+        options.variants = profile_variants(defs);
+    }
     let source = upload_target(state, upload);
     let Some(bytes) = state.store.read(&source, max).await? else {
         // The bytes are gone (removed by hand?): nothing to process.
@@ -159,7 +175,7 @@ async fn process(
         input,
         declared_type: upload.content_type.to_string(),
         out_dir,
-        options: pool.options.clone(),
+        options,
     };
     let isolation = pool.isolation.clone();
     let report =

@@ -12,7 +12,7 @@ use latchkey_api::{ApiError, AppState};
 use latchkey_domain::UploadStatus;
 use latchkey_ledger::Changes;
 
-use super::sweep::{SweepCursor, sweep};
+use super::sweep::{SweepCursor, sweep, sweep_multipart};
 use time::OffsetDateTime;
 
 /// Rows looked at per pass, so one pass is bounded in cost.
@@ -27,7 +27,7 @@ pub struct PassReport {
     /// Committed uploads deleted because their profile requires attach and
     /// none came within `unattached_ttl`.
     pub unattached: usize,
-    /// Objects no live upload owned (the orphan sweep, I1).
+    /// Objects and open multipart uploads no live upload owned (I1).
     pub orphans: usize,
     /// False when another instance held the lease.
     pub ran: bool,
@@ -111,6 +111,7 @@ pub async fn pass(state: &AppState, holder: &str, r: &Reconciler) -> anyhow::Res
     }
     report.unattached = sweep_unattached(state, now).await?;
     report.orphans = sweep(state, &r.cursor, r.orphan_grace).await?;
+    report.orphans += sweep_multipart(state, r.orphan_grace).await?;
     state.ledger.release_lease("reconciler", holder).await?;
     Ok(report)
 }

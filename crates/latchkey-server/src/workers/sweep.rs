@@ -110,3 +110,55 @@ pub async fn sweep(
     }
     Ok(removed)
 }
+
+/// Multipart uploads looked at per prefix per pass.
+const MULTIPART_PAGE: u32 = 200;
+
+/// Aborts multipart uploads that no pending upload owns and that are older
+/// than `orphan_grace`: left by a broker that crashed mid-stream (a proxied
+/// upload's parts), or by clients outside any grant. Rows that own one
+/// abort it themselves when they expire.
+pub async fn sweep_multipart(state: &AppState, orphan_grace: Duration) -> anyhow::Result<usize> {
+    let cutoff = OffsetDateTime::now_utc() - orphan_grace;
+    let mut aborted = 0;
+    for prefix in managed_prefixes(state) {
+        for open in state
+            .store
+            .list_multipart_uploads(&prefix, MULTIPART_PAGE)
+            .await?
+        {
+            if !open.initiated.is_some_and(|t| t < cutoff) {
+                continue;
+            }
+            if owned_by_pending(state, &open.key).await? {
+                continue;
+            }
+            tracing::info!(key = %open.key, "aborting a multipart upload no pending upload owns");
+            let key = ObjectKey::from_trusted(open.key.clone());
+            state.store.abort_multipart(&key, &open.upload_id).await?;
+            aborted += 1;
+        }
+    }
+    Ok(aborted)
+}
+
+/// Whether a pending upload writes to `key` (its own key, or a key derived
+/// from it: staging, quarantine).
+async fn owned_by_pending(state: &AppState, key: &str) -> anyhow::Result<bool> {
+    if let Some(row) = state
+        .ledger
+        .find_by_key(&ObjectKey::from_trusted(key))
+        .await?
+    {
+        return Ok(row.status == UploadStatus::Pending);
+    }
+    if let Some(base) = ObjectKey::derived_base(key)
+        && let Some(row) = state
+            .ledger
+            .find_by_key(&ObjectKey::from_trusted(base))
+            .await?
+    {
+        return Ok(row.status == UploadStatus::Pending);
+    }
+    Ok(false)
+}

@@ -393,3 +393,44 @@ async fn processed_photos_can_use_webp_variants_and_be_deleted() {
     assert_eq!(del.body["status"], "deleted");
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn a_profile_makes_exactly_its_own_variants() {
+    let app = spawn_app_with(&format!(
+        "[media]\n{}\n[profiles.avatar]\nprocess = \"image\"\ncontent_types = [\"image/jpeg\"]\nvariants = [{{ name = \"small\", size = 64, format = \"webp\" }}]\n",
+        media_worker_toml()
+    ))
+    .await;
+    let token = app.token("carol");
+    let bytes = testdata("small-gps-orient8.jpg");
+    let mut req = crate::common::photo_request("me.jpg", "image/jpeg", &bytes);
+    req["profile"] = json!("avatar");
+    let created = app.create(&token, req).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let put = app.put_grant(&created.body, bytes, |_| {}).await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let done = app.complete(&token, &id).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let row = settled(&app, &token, &id).await;
+    assert_eq!(row["status"], "committed", "{row}");
+    let names: Vec<_> = row["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["small"], "the profile's variants replace [media]'s");
+    let (small, ct) = download(&app, &token, &id, Some("small")).await;
+    assert_eq!(ct, "image/webp");
+    assert_eq!(size_of(&small), (64, 48));
+    let thumb = app
+        .call(
+            Method::GET,
+            &format!("/v1/uploads/{id}/download?variant=thumb"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(thumb.status, 404, "{}", thumb.text);
+}

@@ -151,3 +151,38 @@ async fn reconciler_commits_what_arrived_and_expires_what_did_not() {
     assert_eq!(done.status, 410);
     assert_eq!(done.body["code"], "expired");
 }
+
+#[tokio::test]
+async fn the_reconciler_aborts_multipart_uploads_nobody_owns() {
+    let app =
+        spawn_app_with("[reconciler]\nevery = \"200ms\"\ngrace = \"0s\"\norphan_grace = \"1s\"\n")
+            .await;
+    let s3 = crate::adversarial::admin(&app);
+    // A multipart upload under a managed prefix that no row owns, as a broker
+    // that crashed mid-proxy would leave one.
+    let stray = s3
+        .create_multipart_upload()
+        .bucket(&app.bucket)
+        .key("u/alice/file/stray.bin")
+        .send()
+        .await
+        .unwrap();
+    let open = || async {
+        s3.list_multipart_uploads()
+            .bucket(&app.bucket)
+            .prefix("u/")
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .iter()
+            .filter_map(|u| u.upload_id().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        open()
+            .await
+            .contains(&stray.upload_id().unwrap().to_owned())
+    );
+    eventually(async || open().await.is_empty()).await;
+}
