@@ -93,6 +93,7 @@ fn every_bench_subcommand_reports_json() {
         (&["grants"], "grants", 1, &[]),
         (&["flow", "--mode", "put"], "flow", 2, &["flow/bare_put"]),
         (&["flow", "--mode", "proxy"], "flow", 2, &["flow/bare_put"]),
+        (&["flow", "--mode", "post", "--no-baseline"], "flow", 1, &[]),
         (&["proxy", "--size", "2MiB"], "proxy", 2, &["proxy/direct"]),
         (
             &["store", "--size", "64KiB", "--objects", "16"],

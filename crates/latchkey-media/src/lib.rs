@@ -38,7 +38,7 @@ pub mod worker;
 
 pub use pipeline::{
     Options, OutputFile, Processed, RejectCode, Rejection, VariantFormat, VariantSpec,
-    default_variants, process,
+    default_variants, process, steps,
 };
 pub use sniff::{ImageType, sniff};
 pub use worker::{Isolation, Job, RunReport, WorkerReply, run_isolated, worker_main};

@@ -321,11 +321,11 @@ fn check_limits(h: &Header, opts: &Options) -> Result<(), Rejection> {
     Ok(())
 }
 
-type Decoded = (DynamicImage, image::metadata::Orientation, Option<Vec<u8>>);
+pub type Decoded = (DynamicImage, image::metadata::Orientation, Option<Vec<u8>>);
 
 /// Decodes with the decoder's limits set to the header's size, so a header
 /// that lies cannot make the decoder allocate more.
-fn decode(bytes: &[u8], format: ImageFormat, h: &Header) -> Result<Decoded, Rejection> {
+pub fn decode(bytes: &[u8], format: ImageFormat, h: &Header) -> Result<Decoded, Rejection> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(h.width.max(1));
@@ -342,7 +342,7 @@ fn decode(bytes: &[u8], format: ImageFormat, h: &Header) -> Result<Decoded, Reje
     Ok((image, orientation, icc))
 }
 
-fn encode_jpeg(
+pub fn encode_jpeg(
     img: &DynamicImage,
     quality: u8,
     icc: Option<Vec<u8>>,
@@ -405,7 +405,7 @@ fn encode_webp(img: &DynamicImage) -> Result<Vec<u8>, Rejection> {
 
 /// RGB over white: JPEG has no alpha, and transparent pixels should not
 /// come out black.
-fn flatten(img: &DynamicImage) -> RgbImage {
+pub fn flatten(img: &DynamicImage) -> RgbImage {
     if !img.color().has_alpha() {
         return img.to_rgb8();
     }
@@ -430,7 +430,7 @@ fn fit(width: u32, height: u32, long_side: u32) -> (u32, u32) {
     (scale(width), scale(height))
 }
 
-fn resize_to(rgb: &RgbImage, long_side: u32) -> Result<RgbImage, Rejection> {
+pub fn resize_to(rgb: &RgbImage, long_side: u32) -> Result<RgbImage, Rejection> {
     let (w, h) = fit(rgb.width(), rgb.height(), long_side);
     if (w, h) == rgb.dimensions() {
         return Ok(rgb.clone());
@@ -452,7 +452,7 @@ fn resize_to(rgb: &RgbImage, long_side: u32) -> Result<RgbImage, Rejection> {
 }
 
 /// ThumbHash works on at most 100×100 pixels.
-fn thumbhash_of(img: &DynamicImage) -> Result<String, Rejection> {
+pub fn thumbhash_of(img: &DynamicImage) -> Result<String, Rejection> {
     let small = resize_to(&flatten(img), 100)?;
     let rgba = DynamicImage::ImageRgb8(small).to_rgba8();
     let hash =
@@ -485,6 +485,12 @@ fn heif_to_png(input: &[u8], opts: &Options, out_dir: &Path) -> Result<Vec<u8>, 
     let png = std::fs::read(&dst).map_err(decode_failed)?;
     let _ = std::fs::remove_file(&dst);
     Ok(png)
+}
+
+/// The pipeline's steps one at a time, for `benches/photo.rs`; not API.
+#[doc(hidden)]
+pub mod steps {
+    pub use super::{Decoded, decode, encode_jpeg, flatten, resize_to, thumbhash_of};
 }
 
 #[cfg(test)]

@@ -127,7 +127,8 @@ pub async fn sweep_multipart(state: &AppState, orphan_grace: Duration) -> anyhow
             .list_multipart_uploads(&prefix, MULTIPART_PAGE)
             .await?
         {
-            if !open.initiated.is_some_and(|t| t < cutoff) {
+            // Too young (or of unknown age) to be abandoned.
+            if open.initiated.is_none_or(|t| t >= cutoff) {
                 continue;
             }
             if owned_by_pending(state, &open.key).await? {
