@@ -128,6 +128,14 @@ pub async fn run(state: Arc<AppState>, pool: MediaPool) {
     }
 }
 
+/// Waits before the in-place retries of a job that failed transiently;
+/// after these the lease decides.
+const IN_PLACE_RETRIES: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(9),
+];
+
 /// One job, start to finish. Errors are logged; the lease makes a job that
 /// failed transiently come back.
 pub async fn run_job(state: &AppState, pool: &MediaPool, job: ProcessingJob) {
@@ -137,7 +145,19 @@ pub async fn run_job(state: &AppState, pool: &MediaPool, job: ProcessingJob) {
         tracing::warn!(upload = %id, attempts = job.attempts, "giving up on a photo job");
         broker::reject_processing(state, &upload, "decode_failed").await
     } else {
-        process(state, pool, &upload).await
+        // A transient failure (the store busy or briefly unreachable) is
+        // retried here a few times first: waiting for the lease to lapse
+        // would leave the photo processing for minutes.
+        let mut outcome = process(state, pool, &upload).await;
+        for wait in IN_PLACE_RETRIES {
+            if outcome.is_ok() {
+                break;
+            }
+            tracing::info!(upload = %id, "photo job failed; retrying shortly");
+            tokio::time::sleep(wait).await;
+            outcome = process(state, pool, &upload).await;
+        }
+        outcome
     };
     match outcome {
         Ok(Some(row)) => {

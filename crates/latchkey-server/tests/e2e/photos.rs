@@ -119,7 +119,13 @@ async fn settled(app: &TestApp, token: &str, id: &str) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("upload {id} is still processing");
+    // Say why: what the broker logged about this upload.
+    let logs = String::from_utf8_lossy(&crate::common::logs().lock().unwrap()).to_string();
+    let about: Vec<&str> = logs.lines().filter(|l| l.contains(id)).collect();
+    panic!(
+        "upload {id} is still processing; its log lines:\n{}",
+        about.join("\n")
+    );
 }
 
 async fn download(
