@@ -50,8 +50,12 @@ TOML
     export GARAGE_PID
     local g="garage -c $dir/garage.toml"
     local node="" i
-    for i in $(seq 1 100); do
-        node=$($g node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break
+    # `node id` can answer from the key on disk before the daemon listens;
+    # `status` needs the daemon's RPC, so wait for both.
+    for i in $(seq 1 150); do
+        node=$($g node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] \
+            && $g status >/dev/null 2>&1 && break
+        node=""
         if ! kill -0 "$GARAGE_PID" 2>/dev/null; then
             echo "garage exited at start; its log:" >&2; cat "$dir/garage.log" >&2; return 1
         fi
