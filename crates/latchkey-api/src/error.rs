@@ -266,6 +266,29 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem a rejected upload answers with, from the reason code its
+    /// row recorded (the inverse of `parts()` for the rejection codes, kept
+    /// beside it so the two tables change together).
+    pub fn rejected(reason: Option<&str>) -> ApiError {
+        use ApiError::*;
+        match reason {
+            Some("size_mismatch") => SizeMismatch("the uploaded object had the wrong size".into()),
+            Some("type_mismatch") => TypeMismatch("the uploaded object had the wrong type".into()),
+            Some("checksum_mismatch") => {
+                ChecksumMismatch("the uploaded bytes had another sha256".into())
+            }
+            Some("not_an_image") => {
+                NotAnImage("the uploaded bytes are not an allowed image".into())
+            }
+            Some("too_many_pixels") => TooManyPixels("the image has too many pixels".into()),
+            Some("too_many_frames") => TooManyFrames("the animation has too many frames".into()),
+            Some("decode_failed") => DecodeFailed("the image could not be decoded".into()),
+            _ => InvalidState("the upload was rejected".into()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title) = self.parts();

@@ -53,30 +53,7 @@ fn settled(upload: Upload) -> Result<Upload, ApiError> {
         UploadStatus::Expired => Err(ApiError::Expired(
             "the grant expired before the object arrived".into(),
         )),
-        UploadStatus::Rejected => Err(match upload.reason.as_deref() {
-            Some("size_mismatch") => {
-                ApiError::SizeMismatch("the uploaded object had the wrong size".into())
-            }
-            Some("type_mismatch") => {
-                ApiError::TypeMismatch("the uploaded object had the wrong type".into())
-            }
-            Some("checksum_mismatch") => {
-                ApiError::ChecksumMismatch("the uploaded bytes had another sha256".into())
-            }
-            Some("not_an_image") => {
-                ApiError::NotAnImage("the uploaded bytes are not an allowed image".into())
-            }
-            Some("too_many_pixels") => {
-                ApiError::TooManyPixels("the image has too many pixels".into())
-            }
-            Some("too_many_frames") => {
-                ApiError::TooManyFrames("the animation has too many frames".into())
-            }
-            Some("decode_failed") => {
-                ApiError::DecodeFailed("the image could not be decoded".into())
-            }
-            _ => ApiError::InvalidState("the upload was rejected".into()),
-        }),
+        UploadStatus::Rejected => Err(ApiError::rejected(upload.reason.as_deref())),
         other => Err(ApiError::InvalidState(format!("the upload is {other}"))),
     }
 }
