@@ -38,6 +38,11 @@ pub enum LedgerError {
     /// the database behind the ledger's back, or a migration went wrong.
     #[error("corrupt ledger row: {0}")]
     Corrupt(String),
+    /// A failure shared by several writes: the SQLite ledger commits queued
+    /// writes together, and when that commit fails every write in it fails
+    /// with the same cause.
+    #[error("{0}")]
+    Shared(std::sync::Arc<LedgerError>),
 }
 
 impl From<sqlx::Error> for LedgerError {
@@ -56,6 +61,9 @@ impl LedgerError {
     /// The database could not be reached or did not answer in time: worth a
     /// retry (503), unlike a bad query or a constraint (a bug, 500).
     pub fn is_unavailable(&self) -> bool {
+        if let LedgerError::Shared(cause) = self {
+            return cause.is_unavailable();
+        }
         matches!(
             self,
             LedgerError::Database(

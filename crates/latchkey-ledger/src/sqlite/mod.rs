@@ -11,6 +11,7 @@
 
 mod delivery;
 mod processing;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 
+use self::writer::Writer;
 use crate::attach::{self, Decision};
 use crate::error::{is_unique_violation, url_error};
 use crate::open::check_migrated;
@@ -43,7 +45,10 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 #[derive(Clone, Debug)]
 pub struct SqliteLedger {
+    /// Reads use the pool directly (WAL lets them run beside the writer).
     pool: SqlitePool,
+    /// Every write goes through here, see [`writer`].
+    writer: Writer,
 }
 
 impl SqliteLedger {
@@ -88,7 +93,8 @@ impl SqliteLedger {
         } else {
             check_migrated(&mut *pool.acquire().await?, &MIGRATOR).await?;
         }
-        Ok(Self { pool })
+        let writer = Writer::spawn(pool.clone());
+        Ok(Self { pool, writer })
     }
 }
 
@@ -165,12 +171,18 @@ async fn check_quota(
     quota.admit(used, upload.size)
 }
 
-async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), LedgerError> {
+/// Inserts `row` and reads it back in the same statement, so the caller
+/// holds exactly what `get` will return (times truncated to milliseconds).
+async fn insert_row(
+    conn: &mut SqliteConnection,
+    row: &UploadRow,
+) -> Result<UploadRow, LedgerError> {
     let sql = format!(
         "INSERT INTO uploads ({UPLOAD_COLUMNS}) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         RETURNING {UPLOAD_COLUMNS}"
     );
-    let result = sqlx::query(&sql)
+    let result = sqlx::query_as::<_, UploadRow>(&sql)
         .bind(&row.id)
         .bind(&row.user_id)
         .bind(&row.profile)
@@ -195,10 +207,10 @@ async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), 
         .bind(row.height)
         .bind(&row.thumbhash)
         .bind(&row.variants)
-        .execute(conn)
+        .fetch_one(conn)
         .await;
     match result {
-        Ok(_) => Ok(()),
+        Ok(stored) => Ok(stored),
         // The idempotency key was looked up first under the write lock, so
         // a duplicate here is the id or the object key.
         Err(e) if is_unique_violation(&e) => Err(LedgerError::Conflict(format!(
@@ -207,6 +219,13 @@ async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), 
         ))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What an insert's write found or wrote; the new row is decoded only after
+/// the commit (see [`UploadRepo::insert`] below).
+enum InsertOutcome {
+    Existing(Upload),
+    New(UploadRow),
 }
 
 async fn append_event(
@@ -245,25 +264,35 @@ impl UploadRepo for SqliteLedger {
             )));
         }
         let row = UploadRow::from_upload(upload)?;
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        if let Some(key) = &upload.idempotency_key {
-            let where_ = "WHERE user_id = ? AND idempotency_key = ?";
-            if let Some(first) = upload_where(&mut *tx, where_, &row.user_id, Some(key)).await? {
-                tx.rollback().await?;
-                return Ok(Inserted::Existing(first));
-            }
+        let upload = upload.clone();
+        let quota = quota.copied();
+        // The reads come first and the INSERT last, so this is a one-change
+        // write: an idempotent replay or a quota refusal writes nothing, and
+        // a failed INSERT undoes itself.
+        let outcome = self
+            .writer
+            .write_one(move |conn| {
+                Box::pin(async move {
+                    if let Some(key) = &upload.idempotency_key {
+                        let where_ = "WHERE user_id = ? AND idempotency_key = ?";
+                        let first = upload_where(&mut *conn, where_, &row.user_id, Some(key));
+                        if let Some(first) = first.await? {
+                            return Ok(InsertOutcome::Existing(first));
+                        }
+                    }
+                    if let Some(quota) = &quota {
+                        check_quota(conn, &upload, quota).await?;
+                    }
+                    // Decoded after the commit: nothing fallible follows the
+                    // INSERT inside the write.
+                    Ok(InsertOutcome::New(insert_row(conn, &row).await?))
+                })
+            })
+            .await?;
+        match outcome {
+            InsertOutcome::Existing(first) => Ok(Inserted::Existing(first)),
+            InsertOutcome::New(stored) => Ok(Inserted::New(stored.into_upload()?)),
         }
-        if let Some(quota) = quota {
-            check_quota(&mut tx, upload, quota).await?;
-        }
-        insert_row(&mut tx, &row).await?;
-        // Read back rather than echo the input, so the caller holds exactly
-        // what `get` will return (times truncated to milliseconds).
-        let stored = upload_by_id(&mut *tx, &row.id)
-            .await?
-            .ok_or_else(|| LedgerError::Corrupt(format!("row {} vanished after insert", row.id)))?;
-        tx.commit().await?;
-        Ok(Inserted::New(stored))
     }
 
     async fn get(&self, id: UploadId) -> Result<Option<Upload>, LedgerError> {
@@ -314,15 +343,18 @@ impl UploadRepo for SqliteLedger {
         };
         let media = crate::rows::MediaColumns::of(changes)?;
         let id = id.to_string();
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        // The compare-and-set: the status test and the write are one
-        // statement, so there is no window between reading `from` and
-        // writing `to`, and the affected-row count says whether this caller
-        // won. On SQLite writers are serialised anyway; on PostgreSQL the
-        // same statement is safe under READ COMMITTED, because a second
-        // UPDATE waits for the first and re-checks its WHERE clause.
-        let updated = sqlx::query(
-            "UPDATE uploads SET status = ?, \
+        let changes = changes.clone();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    // The compare-and-set: the status test and the write are one
+                    // statement, so there is no window between reading `from` and
+                    // writing `to`, and the affected-row count says whether this caller
+                    // won. On SQLite writers are serialised anyway; on PostgreSQL the
+                    // same statement is safe under READ COMMITTED, because a second
+                    // UPDATE waits for the first and re-checks its WHERE clause.
+                    let sql = format!(
+                        "UPDATE uploads SET status = ?, \
                  etag = COALESCE(?, etag), \
                  reason = COALESCE(?, reason), \
                  committed_at = COALESCE(?, committed_at), \
@@ -333,35 +365,35 @@ impl UploadRepo for SqliteLedger {
                  variants = COALESCE(?, variants), \
                  process_lease_until = NULL, \
                  updated_at = ? \
-             WHERE id = ? AND status = ?",
-        )
-        .bind(to.as_str())
-        .bind(&changes.etag)
-        .bind(&changes.reason)
-        .bind(committed_at)
-        .bind(&changes.attached_ref)
-        .bind(media.width)
-        .bind(media.height)
-        .bind(&media.thumbhash)
-        .bind(&media.variants)
-        .bind(now_ms)
-        .bind(&id)
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let upload = upload_by_id(&mut *tx, &id).await?.ok_or_else(|| {
-            LedgerError::Corrupt(format!("row {id} vanished during a transition"))
-        })?;
-        if let Some(event_type) = event_type_for(to) {
-            let payload = event_payload(&upload);
-            append_event(&mut tx, &upload, event_type, payload, now_ms).await?;
-        }
-        tx.commit().await?;
-        Ok(Some(upload))
+             WHERE id = ? AND status = ? \
+             RETURNING {UPLOAD_COLUMNS}"
+                    );
+                    let updated = sqlx::query_as::<_, UploadRow>(&sql)
+                        .bind(to.as_str())
+                        .bind(&changes.etag)
+                        .bind(&changes.reason)
+                        .bind(committed_at)
+                        .bind(&changes.attached_ref)
+                        .bind(media.width)
+                        .bind(media.height)
+                        .bind(&media.thumbhash)
+                        .bind(&media.variants)
+                        .bind(now_ms)
+                        .bind(&id)
+                        .bind(from.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    let Some(upload) = updated.map(UploadRow::into_upload).transpose()? else {
+                        return Ok(None);
+                    };
+                    if let Some(event_type) = event_type_for(to) {
+                        let payload = event_payload(&upload);
+                        append_event(conn, &upload, event_type, payload, now_ms).await?;
+                    }
+                    Ok(Some(upload))
+                })
+            })
+            .await
     }
 
     async fn expired(
@@ -398,27 +430,31 @@ impl UploadRepo for SqliteLedger {
         attach::check_ref(attached_ref)?;
         let now_ms = to_millis(now)?;
         let id = id.to_string();
-        // The write lock is held from the read on, so the decision cannot
-        // go stale before the write.
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let row = upload_by_id(&mut *tx, &id).await?;
-        if let Decision::Done(result) = attach::decide(row, attached_ref)? {
-            tx.rollback().await?;
-            return Ok(result);
-        }
-        sqlx::query("UPDATE uploads SET attached_ref = ?, updated_at = ? WHERE id = ?")
-            .bind(attached_ref)
-            .bind(now_ms)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        let upload = upload_by_id(&mut *tx, &id)
-            .await?
-            .ok_or_else(|| LedgerError::Corrupt(format!("row {id} vanished during an attach")))?;
-        let payload = attached_payload(&upload);
-        append_event(&mut tx, &upload, ATTACHED_EVENT, payload, now_ms).await?;
-        tx.commit().await?;
-        Ok(Some(upload))
+        let attached_ref = attached_ref.to_owned();
+        // Writes run one at a time under the write lock, so the decision
+        // cannot go stale between the read and the write.
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let row = upload_by_id(&mut *conn, &id).await?;
+                    if let Decision::Done(result) = attach::decide(row, &attached_ref)? {
+                        return Ok(result);
+                    }
+                    sqlx::query("UPDATE uploads SET attached_ref = ?, updated_at = ? WHERE id = ?")
+                        .bind(&attached_ref)
+                        .bind(now_ms)
+                        .bind(&id)
+                        .execute(&mut *conn)
+                        .await?;
+                    let upload = upload_by_id(&mut *conn, &id).await?.ok_or_else(|| {
+                        LedgerError::Corrupt(format!("row {id} vanished during an attach"))
+                    })?;
+                    let payload = attached_payload(&upload);
+                    append_event(conn, &upload, ATTACHED_EVENT, payload, now_ms).await?;
+                    Ok(Some(upload))
+                })
+            })
+            .await
     }
 
     async fn committed_unattached(
@@ -460,11 +496,11 @@ impl UploadRepo for SqliteLedger {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<OutboxEvent>, LedgerError> {
-        delivery::claim(&self.pool, now, lease, limit).await
+        delivery::claim(&self.writer, now, lease, limit).await
     }
 
     async fn outbox_delivered(&self, id: i64, now: OffsetDateTime) -> Result<(), LedgerError> {
-        delivery::delivered(&self.pool, id, now).await
+        delivery::delivered(&self.writer, id, now).await
     }
 
     async fn outbox_failed(
@@ -474,7 +510,7 @@ impl UploadRepo for SqliteLedger {
         error: &str,
         now: OffsetDateTime,
     ) -> Result<(), LedgerError> {
-        delivery::failed(&self.pool, id, next_attempt_at, error, now).await
+        delivery::failed(&self.writer, id, next_attempt_at, error, now).await
     }
 
     async fn outbox_dead(&self, limit: u32) -> Result<Vec<OutboxEvent>, LedgerError> {
@@ -487,7 +523,7 @@ impl UploadRepo for SqliteLedger {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<crate::ProcessingJob>, LedgerError> {
-        processing::claim(&self.pool, now, lease, limit).await
+        processing::claim(&self.writer, now, lease, limit).await
     }
 
     async fn try_lease(
@@ -497,11 +533,11 @@ impl UploadRepo for SqliteLedger {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Result<bool, LedgerError> {
-        delivery::try_lease(&self.pool, name, holder, now, ttl).await
+        delivery::try_lease(&self.writer, name, holder, now, ttl).await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, LedgerError> {
-        delivery::release_lease(&self.pool, name, holder).await
+        delivery::release_lease(&self.writer, name, holder).await
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {

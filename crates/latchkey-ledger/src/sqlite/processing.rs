@@ -1,18 +1,17 @@
 //! The photo pipeline's job queue on SQLite: rows in `processing`, claimed
-//! under a lease inside `BEGIN IMMEDIATE` (one writer at a time, so a
-//! second claimer sees the first one's leases).
+//! under a lease by a write through the ledger's [`Writer`] (one writer at a
+//! time, so a second claimer sees the first one's leases).
 
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
-use super::BEGIN_WRITE;
+use super::writer::Writer;
 use crate::rows::{ProcessingRow, UPLOAD_COLUMNS, millis_after, to_millis};
 use crate::{LedgerError, ProcessingJob};
 
 pub(super) async fn claim(
-    pool: &SqlitePool,
+    writer: &Writer,
     now: OffsetDateTime,
     lease: Duration,
     limit: u32,
@@ -27,13 +26,18 @@ pub(super) async fn claim(
              ORDER BY updated_at, id LIMIT ?) \
          RETURNING {UPLOAD_COLUMNS}, process_attempts"
     );
-    let mut tx = pool.begin_with(BEGIN_WRITE).await?;
-    let rows = sqlx::query_as::<_, ProcessingRow>(&sql)
-        .bind(millis_after(now_ms, lease))
-        .bind(now_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+    let rows = writer
+        .write(move |conn| {
+            Box::pin(async move {
+                let rows = sqlx::query_as::<_, ProcessingRow>(&sql)
+                    .bind(millis_after(now_ms, lease))
+                    .bind(now_ms)
+                    .bind(i64::from(limit))
+                    .fetch_all(conn)
+                    .await?;
+                Ok(rows)
+            })
+        })
         .await?;
-    tx.commit().await?;
     rows.into_iter().map(ProcessingRow::into_job).collect()
 }

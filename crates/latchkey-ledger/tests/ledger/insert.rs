@@ -14,6 +14,7 @@ conformance!(
     rows_without_idempotency_keys_never_collide,
     duplicate_ids_and_keys_conflict,
     only_pending_rows_can_be_inserted,
+    a_failing_insert_leaves_concurrent_ones_intact,
 );
 
 async fn every_field_round_trips(db: Db) {
@@ -150,4 +151,42 @@ async fn only_pending_rows_can_be_inserted(db: Db) {
     let err = db.ledger.insert(&u, None).await.unwrap_err();
     assert!(matches!(err, LedgerError::Conflict(_)), "{err}");
     assert_eq!(db.ledger.get(u.id).await.unwrap(), None);
+}
+
+/// Many inserts at once, every other one reusing a stored key: each fails
+/// alone. (The SQLite ledger commits concurrent writes together; a write's
+/// failure must undo that write only, and the others must be durable.)
+async fn a_failing_insert_leaves_concurrent_ones_intact(db: Db) {
+    let taken = upload("alice", "photo");
+    db.ledger.insert(&taken, None).await.unwrap();
+    let n = 40;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let ledger = db.ledger.clone();
+        let barrier = barrier.clone();
+        let mut u = upload("alice", "photo");
+        if i % 2 == 1 {
+            u.key = taken.key.clone();
+        }
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (u.clone(), ledger.insert(&u, None).await)
+        }));
+    }
+    for t in tasks {
+        let (u, result) = t.await.unwrap();
+        let stored = db.ledger.get(u.id).await.unwrap();
+        if u.key == taken.key {
+            assert!(
+                matches!(result, Err(LedgerError::Conflict(_))),
+                "{result:?}"
+            );
+            assert_eq!(stored, None);
+        } else {
+            assert_eq!(result.unwrap(), Inserted::New(u.clone()));
+            assert_eq!(stored, Some(u));
+        }
+    }
+    assert_eq!(db.ledger.get(taken.id).await.unwrap(), Some(taken));
 }
