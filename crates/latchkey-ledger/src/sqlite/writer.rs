@@ -187,7 +187,7 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut [Box<dyn Op>]) -> Result<()
             continue;
         }
         let mut savepoint = Acquire::begin(&mut tx).await?;
-        if op.apply(&mut *savepoint).await {
+        if op.apply(&mut savepoint).await {
             savepoint.commit().await?;
         } else {
             savepoint.rollback().await?;
