@@ -89,8 +89,10 @@ fn every_bench_subcommand_reports_json() {
         .trim()
         .to_owned();
 
+    let pid = server.child.id().to_string();
     let cases: &[(&[&str], &str, usize, &[&str])] = &[
         (&["grants"], "grants", 1, &[]),
+        (&["grants", "--pid", &pid], "grants", 1, &[]),
         (&["flow", "--mode", "put"], "flow", 2, &["flow/bare_put"]),
         (&["flow", "--mode", "proxy"], "flow", 2, &["flow/bare_put"]),
         (&["flow", "--mode", "post", "--no-baseline"], "flow", 1, &[]),
@@ -145,8 +147,109 @@ fn every_bench_subcommand_reports_json() {
         for r in *ratios {
             assert!(report["ratios"][r].is_number(), "{r} in {report}");
         }
+        // The server's CPU per operation, only when its pid is given.
+        let cpu = &measured[0]["server_cpu_ms_per_op"];
+        if args.contains(&"--pid") {
+            assert!(cpu.as_f64().unwrap() > 0.0, "{report}");
+        } else {
+            assert!(cpu.is_null(), "{report}");
+        }
         assert!(!out.contains("X-Amz-Signature"), "no presigned URL printed");
         assert!(!out.contains(&token), "no token printed");
+    }
+
+    // The peer benches (`scripts/bench` runs them against Uppy Companion and
+    // @tus/server too) against latchkey's own Companion routes and tus
+    // endpoint. The Companion routes go through the upload-token URL Uppy
+    // is given, whose path is a capability.
+    let companion_url = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let v: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/uppy-token", server.url))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "profile": "file" }))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["companion_url"].as_str().unwrap().to_owned()
+    });
+    let upload_token = companion_url.rsplit('/').next().unwrap().to_owned();
+    let bearer = format!("authorization: Bearer {token}");
+    let healthz = format!("{}/healthz", server.url);
+    let tus = format!("{}/tus/", server.url);
+    let peer_cases: Vec<(Vec<&str>, &str, usize, &[&str])> = vec![
+        (vec!["http", "--url", &healthz], "http", 1, &[]),
+        (
+            vec!["uppy", "--endpoint", &companion_url, "--pid", &pid],
+            "uppy",
+            2,
+            &["sign_part/params"],
+        ),
+        (
+            vec![
+                "tus",
+                "--endpoint",
+                &tus,
+                "--header",
+                &bearer,
+                "--metadata",
+                "profile=file",
+                "--metadata",
+                "filename=b.bin",
+                "--size",
+                "6MiB",
+                "--chunk",
+                "4MiB",
+            ],
+            "tus",
+            1,
+            &[],
+        ),
+    ];
+    for (args, bench, phases, ratios) in peer_cases {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(&args);
+        all.extend(["--connections", "2", "--duration", "1s", "--json"]);
+        let out = stdout_of(latchkey(dir.path(), &all));
+        let report: serde_json::Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"));
+        assert_eq!(report["bench"], bench, "{report}");
+        assert_eq!(report["server"], server.url.as_str(), "the origin only");
+        let measured = report["measured"].as_array().expect("measured");
+        assert_eq!(measured.len(), phases, "{report}");
+        for m in measured {
+            assert!(
+                m["ops"].as_u64().unwrap() > 0,
+                "something was measured: {m}"
+            );
+            assert_eq!(m["errors"], 0, "{m}");
+        }
+        for r in ratios {
+            assert!(report["ratios"][r].is_number(), "{r} in {report}");
+        }
+        if bench == "uppy" {
+            for m in measured {
+                // Thousands of requests cost the server some CPU.
+                assert!(m["server_cpu_ms_per_op"].as_f64().unwrap() > 0.0, "{m}");
+            }
+        } else {
+            assert!(
+                measured[0].get("server_cpu_ms_per_op").is_none(),
+                "no --pid"
+            );
+        }
+        if bench == "tus" {
+            let m = &measured[0];
+            assert_eq!(m["label"], "tus POST + 2 PATCH", "{m}");
+            assert!(m["mib_per_s"].as_f64().unwrap() > 0.0, "{m}");
+        }
+        assert!(!out.contains(&token), "no token printed");
+        assert!(!out.contains(&upload_token), "no upload token printed");
+        assert!(!out.contains("X-Amz-Signature"), "no presigned URL printed");
     }
 
     // A non-loopback target is refused before anything is sent.
@@ -165,4 +268,19 @@ fn every_bench_subcommand_reports_json() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    for peer in [
+        &["http", "--url", "http://192.0.2.1/"][..],
+        &["uppy", "--endpoint", "http://192.0.2.1:3020"],
+        &["tus", "--endpoint", "http://192.0.2.1/files"],
+    ] {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(peer);
+        all.extend(["--duration", "1s"]);
+        let out = latchkey(dir.path(), &all);
+        assert!(!out.status.success(), "{peer:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("loopback"),
+            "{peer:?}"
+        );
+    }
 }

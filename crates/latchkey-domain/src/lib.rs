@@ -19,7 +19,8 @@ pub use duration::{DurationError, parse_duration};
 pub use ids::{UploadId, UploadIdError, UserId, UserIdError};
 pub use key::{KeyTemplate, KeyTemplateError, ObjectKey, extension_for, sanitize_filename};
 pub use profile::{
-    Mode, ModeError, Process, Profile, ProfileName, VariantDef, VariantFormat, default_profiles,
+    HeifOriginal, Mode, ModeError, Process, Profile, ProfileName, VariantDef, VariantFormat,
+    default_profiles,
 };
 pub use secret::Secret;
 pub use size::{ByteSize, ByteSizeError};

@@ -80,6 +80,18 @@ pub enum VariantFormat {
     Webp,
 }
 
+/// What a `process = "image"` profile serves as the original of a HEIC or
+/// HEIF upload. Variants are JPEG/WebP either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeifOriginal {
+    /// Re-encoded as JPEG, which every browser shows.
+    #[default]
+    Jpeg,
+    /// The uploaded HEIC/HEIF itself, its EXIF and XMP removed losslessly.
+    Keep,
+}
+
 /// A derived image a `process = "image"` profile makes: at most `size`
 /// pixels on the long side, never enlarged.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -146,6 +158,8 @@ pub struct Profile {
     /// Photo variants of this profile; `None`: the `[media]` defaults.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variants: Option<Vec<VariantDef>>,
+    /// The original of a HEIC/HEIF photo: `jpeg` (default) or `keep`.
+    pub heif_original: HeifOriginal,
 }
 
 mod secs {
@@ -194,6 +208,7 @@ pub fn default_profiles() -> Vec<Profile> {
         require_attach: false,
         unattached_ttl: Duration::from_secs(24 * 3600),
         variants: None,
+        heif_original: HeifOriginal::Jpeg,
     };
     let file = Profile {
         name: ProfileName::parse("file").expect("static name"),

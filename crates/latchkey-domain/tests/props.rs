@@ -4,12 +4,22 @@
 
 use latchkey_domain::{KeyTemplate, UploadId, UserId, sanitize_filename};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 2000,
-        ..ProptestConfig::default()
+/// `cases` cases, or `PROPTEST_CASES` when it is set (scripts/test's
+/// bounded fuzzing step raises it, docs/SECURITY.md). Failing inputs are
+/// kept in the file below (relative to the crate, where tests run) and
+/// replayed first on every run.
+fn config(cases: u32) -> ProptestConfig {
+    // `default()` reads the PROPTEST_* variables.
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
     }
+    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(
+        "tests/proptest-regressions/props.txt",
+    )));
+    config
 }
 
 /// Strings with the characters that matter: separators, dots, controls,
@@ -24,7 +34,7 @@ fn hostile() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(2000))]
 
     #[test]
     fn sanitized_filenames_are_one_harmless_component(raw in hostile()) {

@@ -24,7 +24,10 @@
 //! - HEIC/HEIF/AVIF are decoded by libheif through Debian's `heif-convert`
 //!   (`libheif-examples`, libheif 1.15.1 with Debian's security patches)
 //!   run inside the limited worker, and served as JPEG (the clean original
-//!   too). Why not `libheif-rs`: its 3.x releases need libheif ≥ 1.17 (not
+//!   too, unless the profile keeps HEIC/HEIF originals: then the uploaded
+//!   file is re-written without its metadata items by [`heif::strip_heif`],
+//!   bounds-checked Rust that never touches the coded image, and that
+//!   re-written file is what libheif decodes for the variants). Why not `libheif-rs`: its 3.x releases need libheif ≥ 1.17 (not
 //!   in Debian 12) or its `embedded-libheif` feature, which compiles
 //!   libheif 1.23 with cmake and a C++ toolchain on every clean build —
 //!   minutes on a two-core CI machine — and would put an FFI decoder into
@@ -32,13 +35,14 @@
 //!   limits isolates libheif's known heap-overflow CVEs at least as well.
 
 pub mod container;
+pub mod heif;
 mod pipeline;
 pub mod sniff;
 pub mod worker;
 
 pub use pipeline::{
-    Options, OutputFile, Processed, RejectCode, Rejection, VariantFormat, VariantSpec,
-    default_variants, process, steps,
+    HeifOriginal, Options, OutputFile, Processed, RejectCode, Rejection, VariantFormat,
+    VariantSpec, default_variants, process, steps,
 };
 pub use sniff::{ImageType, sniff};
 pub use worker::{Isolation, Job, RunReport, WorkerReply, run_isolated, worker_main};

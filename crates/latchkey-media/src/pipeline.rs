@@ -51,6 +51,18 @@ pub struct VariantSpec {
     pub format: VariantFormat,
 }
 
+/// What is served as the original of a HEIC/HEIF upload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeifOriginal {
+    /// Decoded and re-encoded as JPEG (what every browser shows).
+    #[default]
+    Jpeg,
+    /// The uploaded file itself, its metadata items removed losslessly
+    /// ([`crate::heif::strip_heif`]); still `image/heic` or `image/heif`.
+    Keep,
+}
+
 /// What the pipeline accepts and makes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -66,6 +78,8 @@ pub struct Options {
     pub jpeg_quality: u8,
     /// The HEIF/HEIC/AVIF decoder command (Debian's `heif-convert`).
     pub heif_decoder: String,
+    /// The original of a HEIC/HEIF upload (AVIF is always re-encoded).
+    pub heif_original: HeifOriginal,
 }
 
 impl Default for Options {
@@ -77,6 +91,7 @@ impl Default for Options {
             variants: default_variants(VariantFormat::Jpeg),
             jpeg_quality: 85,
             heif_decoder: "heif-convert".into(),
+            heif_original: HeifOriginal::Jpeg,
         }
     }
 }
@@ -168,8 +183,8 @@ pub struct Processed {
     pub sniffed: ImageType,
     /// The clean original (upright, no metadata).
     pub original: OutputFile,
-    /// True when the original is the uploaded JPEG with only metadata
-    /// segments removed (pixels untouched).
+    /// True when the original is the uploaded file with only metadata
+    /// removed (pixels untouched): JPEG, GIF, and HEIC/HEIF kept as such.
     pub lossless: bool,
     pub variants: Vec<OutputFile>,
     /// ThumbHash of the upright image, base64 (standard, padded).
@@ -248,6 +263,19 @@ pub fn process(
             let walk = container::walk_gif(input).map_err(decode_failed)?;
             let (image, _, _) = decode(&walk.clean, ImageFormat::Gif, &header)?;
             (image, walk.clean, "image/gif", true)
+        }
+        ImageType::Heic | ImageType::Heif if opts.heif_original == HeifOriginal::Keep => {
+            // What is decoded (for the size, variants and thumbhash) is
+            // what is served: a re-written file that libheif cannot read
+            // fails here, not in a client.
+            let clean = crate::heif::strip_heif(input).map_err(decode_failed)?;
+            let png = heif_to_png(&clean, opts, out_dir)?;
+            let png_header = container::png_header(&png).map_err(decode_failed)?;
+            check_limits(&png_header, opts)?;
+            // libheif applies the file's rotation and mirroring itself, so
+            // the decoded size is the upright one.
+            let (image, _, _) = decode(&png, ImageFormat::Png, &png_header)?;
+            (image, clean, ty.mime(), true)
         }
         ImageType::Heic | ImageType::Heif | ImageType::Avif => {
             let png = heif_to_png(input, opts, out_dir)?;

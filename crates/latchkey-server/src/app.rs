@@ -36,8 +36,8 @@ pub struct Application {
     holder: String,
     /// The HS256 secret `latchkey token` signs with (dev mode or configured).
     pub token_secret: Option<Secret>,
-    /// `server.header_read_timeout`.
-    header_read_timeout: Duration,
+    /// `server.header_read_timeout` and `server.max_connections`.
+    limits: crate::serve::Limits,
 }
 
 fn grant_limiter(config: &Config) -> Option<GrantLimiter> {
@@ -90,6 +90,15 @@ struct StoreWiring {
     events: Option<Arc<crate::adopt::StoreEvents>>,
 }
 
+/// `[server]`'s bounds on client connections, for the broker's listener
+/// and the embedded store's alike.
+fn connection_limits(config: &Config) -> crate::serve::Limits {
+    crate::serve::Limits {
+        header_read_timeout: checked_duration(&config.server.header_read_timeout),
+        max_connections: config.server.max_connections as usize,
+    }
+}
+
 async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -115,7 +124,13 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
             )
             .await
             .context("opening the embedded store")?;
-            let handle = store.serve(listener);
+            let limits = connection_limits(config);
+            let handle = store
+                .with_connection_limits(latchkey_s3local::ConnectionLimits {
+                    max_connections: limits.max_connections,
+                    header_read_timeout: limits.header_read_timeout,
+                })
+                .serve(listener);
             let endpoint = handle.endpoint_url();
             Ok(StoreWiring {
                 public_endpoint: s.public_url.clone().unwrap_or_else(|| endpoint.clone()),
@@ -298,7 +313,7 @@ impl Application {
             public_url,
             store_public_url: wiring.public_endpoint,
             token_secret,
-            header_read_timeout: checked_duration(&config.server.header_read_timeout),
+            limits: connection_limits(&config),
         })
     }
 
@@ -357,7 +372,8 @@ impl Application {
         let served = crate::serve::serve(
             self.listener,
             self.router,
-            self.header_read_timeout,
+            self.limits,
+            self.state.metrics.clone(),
             shutdown,
         )
         .await

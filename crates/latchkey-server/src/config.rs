@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use latchkey_domain::{
-    ByteSize, KeyTemplate, Mode, Process, Profile, ProfileName, Secret, VariantDef,
+    ByteSize, HeifOriginal, KeyTemplate, Mode, Process, Profile, ProfileName, Secret, VariantDef,
     default_profiles, parse_duration,
 };
 use latchkey_store::Capabilities;
@@ -75,6 +75,12 @@ pub struct ServerConfig {
     /// Longest a request body may stay silent; uploads may take as long as
     /// they need while bytes keep arriving.
     pub body_idle_timeout: String,
+    /// Most client connections open at once on each listener (the broker's
+    /// and the embedded store's). At the limit the listener stops accepting
+    /// and further connections wait in the kernel's backlog until one
+    /// closes (src/serve.rs), so idle clients cannot exhaust file
+    /// descriptors. Keep it well under the process's `ulimit -n`.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +91,7 @@ impl Default for ServerConfig {
             cors_origins: vec!["*".into()],
             header_read_timeout: "10s".into(),
             body_idle_timeout: "30s".into(),
+            max_connections: 10_000,
         }
     }
 }
@@ -157,7 +164,9 @@ impl Default for ReconcilerConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
-    /// Jobs this instance processes at once (0: none here).
+    /// Jobs this instance processes at once. 0: an ingest-only instance
+    /// (photos it takes in wait in `processing` for an instance with
+    /// workers on the same ledger and store).
     pub workers: usize,
     /// Refused above this many pixels, from the header, before decoding.
     pub max_pixels: u64,
@@ -410,6 +419,9 @@ pub struct ProfileConfig {
     /// `[{ name = "thumb", size = 256, format = "jpeg" }]`; unset: `thumb`
     /// and `medium` from `[media]`; empty: no variants.
     pub variants: Option<Vec<VariantDef>>,
+    /// The original of a HEIC/HEIF photo: `"jpeg"` (re-encoded; the
+    /// default) or `"keep"` (the HEIC/HEIF itself, EXIF and XMP removed).
+    pub heif_original: Option<HeifOriginal>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -482,6 +494,11 @@ impl Config {
             ("server.body_idle_timeout", &config.server.body_idle_timeout),
         ] {
             parse_duration(v).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        if config.server.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_connections: must be at least 1".into(),
+            ));
         }
         latchkey_domain::ByteSize::parse(&config.media.memory_limit)
             .map_err(|e| ConfigError::Invalid(format!("media.memory_limit: {e}")))?;
@@ -567,6 +584,7 @@ impl From<&Profile> for ProfileConfig {
             require_attach: Some(p.require_attach),
             unattached_ttl: Some(format!("{}s", p.unattached_ttl.as_secs())),
             variants: p.variants.clone(),
+            heif_original: Some(p.heif_original),
         }
     }
 }
@@ -657,6 +675,9 @@ impl ProfileConfig {
             }
             p.variants = Some(v.clone());
         }
+        if let Some(v) = self.heif_original {
+            p.heif_original = v;
+        }
         Ok(p)
     }
 }
@@ -720,6 +741,7 @@ mod tests {
             "[profiles.Photo]\n",
             "default_profile = \"nope\"\n",
             "[store]\nkind = \"ftp\"\n",
+            "[server]\nmax_connections = 0\n",
         ] {
             let p = write(dir.path(), bad);
             assert!(

@@ -4,27 +4,77 @@
 //! sends half a request head and stalls (slowloris) is disconnected.
 //! Request bodies are bounded by the idle-read layer in `app.rs`.
 //!
+//! Two bounds hyper leaves to us:
+//! - hyper's timer only starts once the auto builder has read enough bytes
+//!   to tell HTTP/1 from HTTP/2, so a client that connects and sends
+//!   nothing (or half the HTTP/2 preface) would be held forever. A
+//!   connection whose first request has not arrived within the header
+//!   timeout is dropped here.
+//! - At most `max_connections` connections are open at once. At the limit
+//!   the loop stops accepting and new connections wait in the kernel's
+//!   listen backlog until one closes, as HAProxy's `maxconn`, nginx's
+//!   `worker_connections` and Go's `LimitListener` do. Accepting and closing
+//!   at once would answer a full broker with resets that clients retry
+//!   immediately; waiting in the backlog serves them as soon as a slot
+//!   frees (the timeouts above free the slots idle attackers hold), and
+//!   when the backlog itself fills the kernel refuses or drops the SYN.
+//!
 //! Graceful shutdown as `axum::serve` does it: once `shutdown` resolves the
 //! listener closes, every open connection finishes its in-flight request
 //! and closes, and this returns when the last one has.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use latchkey_api::metrics::Metrics;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// What bounds one client's hold on the broker (`[server]` settings).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// A request head (the first one included) must arrive by then.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; at least 1.
+    pub max_connections: usize,
+}
 
 pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
-    header_read_timeout: Duration,
+    limits: Limits,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let Limits {
+        header_read_timeout,
+        max_connections,
+    } = limits;
     let (stop, stopping) = tokio::sync::watch::channel(());
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
+        // A slot first, then a connection (see the module header).
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Not logged: under a flood this would be one line per
+                // freed slot. The counter shows it.
+                metrics.connection_limit_reached();
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => {
+                        slot.expect("the semaphore is never closed")
+                    }
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -37,10 +87,17 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        metrics.open_connections(max_connections - slots.available_permits());
         // Finished connections are reaped as new ones come.
         while connections.try_join_next().is_some() {}
-        let service = TowerToHyperService::new(router.clone());
+        let requested = Arc::new(AtomicBool::new(false));
+        let service = TowerToHyperService::new(Marked {
+            inner: router.clone(),
+            requested: requested.clone(),
+        });
         let mut stopping = stopping.clone();
+        let slots = slots.clone();
+        let metrics = metrics.clone();
         connections.spawn(async move {
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
@@ -51,19 +108,59 @@ pub(crate) async fn serve(
                 .http2()
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(header_read_timeout));
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopping.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    // Leaving the block drops the connection: the socket closes.
+                    () = no_request_within(header_read_timeout, &requested) => {}
+                    _ = stopping.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
                 }
             }
+            // The socket is closed before its slot goes to the next
+            // connection waiting in the backlog.
+            drop(slot);
+            metrics.open_connections(max_connections - slots.available_permits());
         });
     }
     drop(listener);
     drop(stop);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Resolves once `timeout` has passed without the connection's first
+/// request head; never, once one has arrived (hyper's own timer bounds
+/// the heads of later requests on the connection).
+async fn no_request_within(timeout: Duration, requested: &AtomicBool) {
+    tokio::time::sleep(timeout).await;
+    if requested.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The router, noting that its connection has sent a request.
+#[derive(Clone)]
+struct Marked<S> {
+    inner: S,
+    requested: Arc<AtomicBool>,
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Marked<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.requested.store(true, Ordering::Release);
+        self.inner.call(req)
+    }
 }

@@ -74,8 +74,9 @@ const RESERVED_FIELDS: [&str; 9] = [
 
 impl Signer {
     /// Builds and signs a POST policy. Fails if the policy has already expired
-    /// at `now`, if the length range is inverted, or if an extra field reuses a
-    /// name the signer sets.
+    /// at `now`, if the length range is inverted, or if an extra field's name
+    /// is not a plain token (`[A-Za-z0-9_-]+`), reuses a name the signer
+    /// sets or another extra field's (case-insensitively).
     pub fn post_policy(&self, policy: &PostPolicy, now: OffsetDateTime) -> Result<PostForm, Error> {
         if policy.expiration <= now {
             return Err(Error::Policy(
@@ -89,12 +90,32 @@ impl Signer {
                 "content-length-range minimum exceeds maximum",
             ));
         }
-        for (name, _) in &policy.extra_fields {
+        for (i, (name, _)) in policy.extra_fields.iter().enumerate() {
+            // Stores lowercase form field names and strip a leading `$` from
+            // condition names only, so any other name would make a
+            // condition no field can meet; and of two fields with one name
+            // the store reads only the last. Either way the form would be
+            // refused (crates/latchkey-s3local/tests/s3/post_props.rs).
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(Error::Policy(
+                    "an extra field name is not made of letters, digits, '-' and '_'",
+                ));
+            }
             let lower = name.to_ascii_lowercase();
             if RESERVED_FIELDS.contains(&lower.as_str()) || lower == "x-amz-security-token" {
                 return Err(Error::Policy(
                     "an extra field reuses a name the signer sets",
                 ));
+            }
+            if policy.extra_fields[..i]
+                .iter()
+                .any(|(other, _)| other.eq_ignore_ascii_case(name))
+            {
+                return Err(Error::Policy("two extra fields share a name"));
             }
         }
         let date = AmzDate::new(now)?;

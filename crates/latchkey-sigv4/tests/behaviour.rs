@@ -331,6 +331,27 @@ fn post_policy_refusals() {
         ..policy()
     };
     assert!(matches!(s.post_policy(&clash, NOW), Err(Error::Policy(_))));
+    // Names no form field could meet (stores drop a leading `$` from
+    // condition names only), and a second field of one name (stores read
+    // the last).
+    for extra in [
+        vec![("$key".into(), "x".into())],
+        vec![("x-amz-meta-a b".into(), "x".into())],
+        vec![(String::new(), "x".into())],
+        vec![
+            ("x-amz-meta-a".into(), "1".into()),
+            ("X-Amz-Meta-A".into(), "2".into()),
+        ],
+    ] {
+        let bad = PostPolicy {
+            extra_fields: extra.clone(),
+            ..policy()
+        };
+        assert!(
+            matches!(s.post_policy(&bad, NOW), Err(Error::Policy(_))),
+            "{extra:?}"
+        );
+    }
 }
 
 #[test]

@@ -23,6 +23,9 @@ use async_trait::async_trait;
 use latchkey_domain::{ObjectKey, Sha256Digest};
 use time::OffsetDateTime;
 
+/// The most keys one S3 `DeleteObjects` call may name.
+pub const DELETE_BATCH: usize = 1000;
+
 /// What a HEAD tells about one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -96,6 +99,14 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Deleting a missing object succeeds, as in S3.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+
+    /// Deletes every key in `keys` with S3 `DeleteObjects`, at most
+    /// [`DELETE_BATCH`] keys per call, so a sweep that removes hundreds of
+    /// objects makes a handful of round trips instead of one each. Missing
+    /// keys succeed, as in S3; an empty slice makes no call. Fails on the
+    /// first call the store refuses or on any key it reports as not
+    /// deleted (the keys of earlier calls stay deleted).
+    async fn delete_many(&self, keys: &[ObjectKey]) -> Result<(), StoreError>;
 
     /// Checks that the bucket is reachable with the broker's credentials.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -4,13 +4,13 @@
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::SdkError;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, Delete, ObjectIdentifier};
 use latchkey_domain::{ObjectKey, Secret, Sha256Digest};
 use time::OffsetDateTime;
 
 use crate::{
-    ByteBody, Capabilities, ListPage, ListedObject, ObjectMeta, ObjectStore, OpenMultipart, Part,
-    StoreError,
+    ByteBody, Capabilities, DELETE_BATCH, ListPage, ListedObject, ObjectMeta, ObjectStore,
+    OpenMultipart, Part, StoreError,
 };
 
 /// How to reach the store as the broker.
@@ -149,6 +149,19 @@ where
     }
 }
 
+/// A `DeleteObjects` answer that names keys it did not delete: a 200 whose
+/// body carries per-key S3 error codes. Codes S3 documents as transient
+/// mean "retry later", like a 5xx; anything else (`AccessDenied`, ...) is a
+/// refusal.
+fn key_errors(code: Option<&str>, count: usize) -> StoreError {
+    let code = code.unwrap_or("unknown");
+    let msg = format!("DeleteObjects left {count} key(s): {code}");
+    match code {
+        "InternalError" | "ServiceUnavailable" | "SlowDown" => StoreError::Unavailable(msg),
+        _ => StoreError::Refused(msg),
+    }
+}
+
 /// `x-amz-copy-source` is a URL path: every byte but unreserved ones and '/'
 /// is percent-encoded.
 fn uri_encode_key(key: &str) -> String {
@@ -239,6 +252,35 @@ impl ObjectStore for S3Store {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+
+    async fn delete_many(&self, keys: &[ObjectKey]) -> Result<(), StoreError> {
+        let unbuildable = |_| StoreError::Refused("request could not be built".into());
+        for chunk in keys.chunks(DELETE_BATCH) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k.as_str()).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unbuildable)?;
+            // Quiet: the answer lists only the keys that were not deleted.
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(unbuildable)?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(classify)?;
+            if let Some(first) = out.errors().first() {
+                return Err(key_errors(first.code(), out.errors().len()));
+            }
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -259,6 +259,12 @@ impl ObjectStore for TimedStore {
             .await
     }
 
+    async fn delete_many(&self, keys: &[ObjectKey]) -> Result<(), StoreError> {
+        self.metrics
+            .timed(STORE_DURATION, "delete_many", self.inner.delete_many(keys))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.metrics
             .timed(STORE_DURATION, "ping", self.inner.ping())

@@ -27,7 +27,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -55,6 +57,12 @@ pub const LEDGER_DURATION: &str = "latchkey_ledger_request_duration_seconds";
 pub const OUTBOX_BACKLOG: &str = "latchkey_outbox_backlog";
 /// Uploads in `pending`; set by the reconciler.
 pub const PENDING_UPLOADS: &str = "latchkey_pending_uploads";
+
+/// Client connections open on the broker's listener; set by its accept loop.
+pub const OPEN_CONNECTIONS: &str = "latchkey_open_connections";
+/// Times the accept loop found `[server] max_connections` connections open
+/// and stopped accepting until one closed.
+pub const CONNECTION_LIMIT: &str = "latchkey_connection_limit_reached_total";
 
 /// Route label for requests no route matched (404s from the fallback): the
 /// raw path would let any client mint new series.
@@ -132,6 +140,16 @@ impl Metrics {
         self.inner.handle.render()
     }
 
+    /// The broker's accept loop: `open` client connections are being served.
+    pub fn open_connections(&self, open: usize) {
+        self.record(|| gauge!(OPEN_CONNECTIONS).set(open as f64));
+    }
+
+    /// The broker's accept loop found every connection slot taken.
+    pub fn connection_limit_reached(&self) {
+        self.record(|| counter!(CONNECTION_LIMIT).increment(1));
+    }
+
     fn maybe_upkeep(&self) {
         let now = self.inner.born.elapsed().as_millis() as u64;
         let due = self.inner.next_upkeep_ms.load(Ordering::Relaxed);
@@ -183,6 +201,14 @@ fn describe() {
     );
     describe_gauge!(OUTBOX_BACKLOG, "Outbox events not yet delivered.");
     describe_gauge!(PENDING_UPLOADS, "Uploads in the pending state.");
+    describe_gauge!(
+        OPEN_CONNECTIONS,
+        "Client connections open on the broker's listener."
+    );
+    describe_counter!(
+        CONNECTION_LIMIT,
+        "Times every [server] max_connections slot was taken and the broker stopped accepting until one closed."
+    );
 }
 
 /// Counts a grant. Call inside [`Metrics::scope`] (every request is).

@@ -56,13 +56,7 @@ impl Target {
     pub fn new(server: &str, token: String, profile: String, connections: usize) -> Result<Self> {
         let server = Url::parse(server).context("--server is not a URL")?;
         ensure_loopback(&server)?;
-        let http = Client::builder()
-            .user_agent(concat!("latchkey-bench/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(connections.max(1))
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(600))
-            .build()
-            .context("building the HTTP client")?;
+        let http = http_client(connections)?;
         Ok(Self {
             http,
             server,
@@ -221,6 +215,18 @@ impl Target {
     }
 }
 
+/// The one HTTP client configuration every bench uses, latchkey's side and
+/// the peers' alike: keep-alive connections, one per task.
+pub fn http_client(connections: usize) -> Result<Client> {
+    Client::builder()
+        .user_agent(concat!("latchkey-bench/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(connections.max(1))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .context("building the HTTP client")
+}
+
 fn str_of<'a>(v: &'a Value, field: &str) -> Result<&'a str> {
     v[field]
         .as_str()
@@ -247,7 +253,7 @@ fn headers_of(v: &Value) -> Result<HeaderMap> {
     Ok(out)
 }
 
-async fn ok_status(resp: reqwest::Result<Response>, what: &str) -> Result<Response> {
+pub async fn ok_status(resp: reqwest::Result<Response>, what: &str) -> Result<Response> {
     // without_url: a presigned URL in an error message would leak it.
     let resp = resp.map_err(|e| anyhow!(e.without_url()).context(what.to_owned()))?;
     let status = resp.status();
@@ -259,7 +265,7 @@ async fn ok_status(resp: reqwest::Result<Response>, what: &str) -> Result<Respon
     Ok(resp)
 }
 
-async fn json_of(resp: reqwest::Result<Response>, what: &str) -> Result<Value> {
+pub async fn json_of(resp: reqwest::Result<Response>, what: &str) -> Result<Value> {
     let resp = ok_status(resp, what).await?;
     resp.json()
         .await

@@ -9,13 +9,17 @@
 //!   PUTs of the same size to the same store (grants made before the clock);
 //! - `proxy`: large bodies through the broker, against a direct presigned PUT
 //!   (each including its create and commit);
-//! - `store`: presigned PUTs and GETs against the store alone.
+//! - `store`: presigned PUTs and GETs against the store alone;
+//! - `http`, `uppy`, `tus` (`peers.rs`): wire contracts other servers speak
+//!   too (any URL, Companion's S3 routes, tus 1.0), so that latchkey and its
+//!   peers (Uppy Companion, `@tus/server`) are timed by the same generator.
 //!
 //! It only talks to loopback (the server and every URL it grants), runs for a
 //! bounded time, and never prints a token or a presigned URL. The server
 //! should allow the load: `[limits] grants_per_minute = 0`, no quotas.
 
 mod api;
+mod peers;
 mod runner;
 
 use std::net::IpAddr;
@@ -29,7 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use api::{Payload, Target};
-use runner::{Measured, phase, round3};
+use runner::{Measured, phase, round3, with_server_cpu};
 
 /// Longest phase the bench will run: it is a tool for a developer's machine,
 /// not a soak test.
@@ -79,6 +83,84 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 512)]
         objects: usize,
     },
+    /// Any request to one URL, repeated (e.g. a peer's bare route).
+    Http {
+        #[command(flatten)]
+        peer: peers::Peer,
+        /// The URL, on loopback.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Request body (sent as is).
+        #[arg(long)]
+        body: Option<String>,
+    },
+    /// Uppy's Companion S3 routes: `GET /s3/params`, then sign-part
+    /// (`GET /s3/multipart/{uploadId}/{n}`) on one multipart upload.
+    Uppy {
+        #[command(flatten)]
+        peer: peers::Peer,
+        /// Where the `/s3/…` routes hang off: Companion's base URL, or
+        /// latchkey's `companion_url` from `POST /v1/uppy-token`.
+        #[arg(long)]
+        endpoint: String,
+        /// `metadata[size]` of each `/s3/params` file.
+        #[arg(long, default_value = "200KiB")]
+        size: String,
+        /// `metadata[size]` of the multipart upload whose parts are signed.
+        #[arg(long, default_value = "64MiB")]
+        multipart_size: String,
+    },
+    /// tus 1.0 uploads: creation POST, then PATCHes of `--chunk` bytes.
+    Tus {
+        #[command(flatten)]
+        peer: peers::Peer,
+        /// The tus creation URL (latchkey: `{server}/tus/`).
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long, default_value = "64MiB")]
+        size: String,
+        /// Bytes per PATCH (default: the whole upload in one).
+        #[arg(long)]
+        chunk: Option<String>,
+        /// `Upload-Metadata` pairs, `key=value` (repeatable).
+        #[arg(long = "metadata", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+    },
+}
+
+/// How hard and how long: shared by every subcommand.
+#[derive(Clone, clap::Args)]
+pub struct Load {
+    /// Concurrent connections (tasks).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// How long each timed phase runs, e.g. 10s (at most 10m).
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// A server process on this machine (repeatable: e.g. a peer and the
+    /// store it writes to): each phase then also reports the CPU time they
+    /// spent per operation, together (Linux `/proc`).
+    #[arg(long)]
+    pid: Vec<u32>,
+}
+
+impl Load {
+    /// The validated connection count and phase duration.
+    fn checked(&self) -> Result<(usize, Duration)> {
+        let duration = parse_duration(&self.duration)?;
+        if duration.is_zero() || duration > MAX_DURATION {
+            bail!("--duration must be between 1ms and 10m");
+        }
+        if self.connections == 0 || self.connections > 4096 {
+            bail!("--connections must be between 1 and 4096");
+        }
+        Ok((self.connections, duration))
+    }
 }
 
 #[derive(Clone, clap::Args)]
@@ -89,18 +171,11 @@ pub struct Common {
     /// Bearer token (`latchkey token --user bench`).
     #[arg(long, env = "LATCHKEY_TOKEN", hide_env_values = true)]
     token: String,
-    /// Concurrent connections (tasks).
-    #[arg(long, default_value_t = 16)]
-    connections: usize,
-    /// How long each timed phase runs, e.g. 10s (at most 10m).
-    #[arg(long, default_value = "10s")]
-    duration: String,
     /// Profile the uploads are made under.
     #[arg(long, default_value = "file")]
     profile: String,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    load: Load,
 }
 
 /// What a subcommand prints: what it measured, and against what.
@@ -118,22 +193,62 @@ struct Report {
 }
 
 pub async fn run(command: &BenchCommand) -> Result<()> {
-    let (common, report) = match command {
-        BenchCommand::Grants { common, mode, size } => (common, grants(common, mode, size).await?),
+    let (load, report) = match command {
+        BenchCommand::Grants { common, mode, size } => {
+            (&common.load, grants(common, mode, size).await?)
+        }
         BenchCommand::Flow {
             common,
             mode,
             size,
             no_baseline,
-        } => (common, flow(common, mode, size, *no_baseline).await?),
-        BenchCommand::Proxy { common, size } => (common, proxy(common, size).await?),
+        } => (&common.load, flow(common, mode, size, *no_baseline).await?),
+        BenchCommand::Proxy { common, size } => (&common.load, proxy(common, size).await?),
         BenchCommand::Store {
             common,
             size,
             objects,
-        } => (common, store(common, size, *objects).await?),
+        } => (&common.load, store(common, size, *objects).await?),
+        BenchCommand::Http {
+            peer,
+            url,
+            method,
+            body,
+        } => (
+            &peer.load,
+            peers::http(peer, url, method, body.as_deref()).await?,
+        ),
+        BenchCommand::Uppy {
+            peer,
+            endpoint,
+            size,
+            multipart_size,
+        } => (
+            &peer.load,
+            peers::uppy(
+                peer,
+                endpoint,
+                parse_size(size)?,
+                parse_size(multipart_size)?,
+            )
+            .await?,
+        ),
+        BenchCommand::Tus {
+            peer,
+            endpoint,
+            size,
+            chunk,
+            metadata,
+        } => {
+            let size = parse_size(size)?;
+            let chunk = chunk.as_deref().map(parse_size).transpose()?;
+            (
+                &peer.load,
+                peers::tus(peer, endpoint, size, chunk, metadata).await?,
+            )
+        }
     };
-    if common.json {
+    if load.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_text(&report);
@@ -145,26 +260,22 @@ struct Setup {
     target: Target,
     connections: usize,
     duration: Duration,
+    pids: Vec<u32>,
 }
 
 fn setup(common: &Common) -> Result<Setup> {
-    let duration = parse_duration(&common.duration)?;
-    if duration.is_zero() || duration > MAX_DURATION {
-        bail!("--duration must be between 1ms and 10m");
-    }
-    if common.connections == 0 || common.connections > 4096 {
-        bail!("--connections must be between 1 and 4096");
-    }
+    let (connections, duration) = common.load.checked()?;
     let target = Target::new(
         &common.server,
         common.token.clone(),
         common.profile.clone(),
-        common.connections,
+        connections,
     )?;
     Ok(Setup {
         target,
-        connections: common.connections,
+        connections,
         duration,
+        pids: common.load.pid.clone(),
     })
 }
 
@@ -202,14 +313,14 @@ async fn grants(common: &Common, mode: &str, size: &str) -> Result<Report> {
     let declared = parse_size(size)?;
     let sha256 = Arc::new(hex::encode([7u8; 32]));
     let (target, mode_owned) = (s.target.clone(), Arc::new(mode.to_owned()));
-    let m = phase("POST /v1/uploads", s.connections, s.duration, move |_| {
+    let timed = phase("POST /v1/uploads", s.connections, s.duration, move |_| {
         let (target, mode, sha256) = (target.clone(), mode_owned.clone(), sha256.clone());
         async move {
             target.create_declared(&mode, declared, &sha256).await?;
             Ok(Some(0))
         }
-    })
-    .await;
+    });
+    let m = with_server_cpu(&s.pids, timed).await?;
     let mut r = report("grants", common, &s, Some(declared), Some(mode));
     r.measured.push(m);
     Ok(r)
@@ -221,24 +332,27 @@ async fn flow(common: &Common, mode: &str, size: &str, no_baseline: bool) -> Res
     let half = s.duration;
 
     let (target, p, mode_owned) = (s.target.clone(), payload.clone(), mode.to_owned());
-    let flow = phase(
-        &format!("create → {mode} upload → complete"),
-        s.connections,
-        half,
-        move |_| {
-            let (target, p, mode) = (target.clone(), p.clone(), mode_owned.clone());
-            async move {
-                let created = target.create(&mode, &p).await?;
-                let row = target.upload_and_complete(&created, &p).await?;
-                let status = row["status"].as_str().unwrap_or_default();
-                if status != "committed" && status != "processing" {
-                    bail!("upload ended {status}");
+    let flow = with_server_cpu(
+        &s.pids,
+        phase(
+            &format!("create → {mode} upload → complete"),
+            s.connections,
+            half,
+            move |_| {
+                let (target, p, mode) = (target.clone(), p.clone(), mode_owned.clone());
+                async move {
+                    let created = target.create(&mode, &p).await?;
+                    let row = target.upload_and_complete(&created, &p).await?;
+                    let status = row["status"].as_str().unwrap_or_default();
+                    if status != "committed" && status != "processing" {
+                        bail!("upload ended {status}");
+                    }
+                    Ok(Some(p.len()))
                 }
-                Ok(Some(p.len()))
-            }
-        },
+            },
+        ),
     )
-    .await;
+    .await?;
     if no_baseline {
         let mut r = report("flow", common, &s, Some(payload.len()), Some(mode));
         r.measured.push(flow);
@@ -249,7 +363,7 @@ async fn flow(common: &Common, mode: &str, size: &str, no_baseline: bool) -> Res
     // enough for the baseline to run at up to 3× the flow's rate.
     let wanted = ((flow.ops as f64 * 3.0) as usize).clamp(s.connections * 2, 20_000);
     let grants = pre_grants(&s.target, &payload, wanted).await?;
-    let bare = bare_puts(&s, grants, &payload).await;
+    let bare = bare_puts(&s, grants, &payload).await?;
 
     let mut r = report("flow", common, &s, Some(payload.len()), Some(mode));
     ratio(&mut r, "flow/bare_put", flow.ops_per_s, bare.ops_per_s);
@@ -268,15 +382,18 @@ async fn proxy(common: &Common, size: &str) -> Result<Report> {
     ] {
         let (target, p) = (s.target.clone(), payload.clone());
         measured.push(
-            phase(label, s.connections, s.duration, move |_| {
-                let (target, p) = (target.clone(), p.clone());
-                async move {
-                    let created = target.create(mode, &p).await?;
-                    target.upload_and_complete(&created, &p).await?;
-                    Ok(Some(p.len()))
-                }
-            })
-            .await,
+            with_server_cpu(
+                &s.pids,
+                phase(label, s.connections, s.duration, move |_| {
+                    let (target, p) = (target.clone(), p.clone());
+                    async move {
+                        let created = target.create(mode, &p).await?;
+                        target.upload_and_complete(&created, &p).await?;
+                        Ok(Some(p.len()))
+                    }
+                }),
+            )
+            .await?,
         );
     }
     let mut r = report("proxy", common, &s, Some(payload.len()), Some("proxy"));
@@ -298,7 +415,7 @@ async fn store(common: &Common, size: &str, objects: usize) -> Result<Report> {
         .iter()
         .filter_map(|g| g["id"].as_str().map(str::to_owned))
         .collect();
-    let put = bare_puts(&s, grants, &payload).await;
+    let put = bare_puts(&s, grants, &payload).await?;
 
     // GETs cycle over the uploaded objects (committed, by the store's
     // notification or by this complete), through their presigned GET URLs.
@@ -318,19 +435,22 @@ async fn store(common: &Common, size: &str, objects: usize) -> Result<Report> {
     let urls = Arc::new(urls);
     let next = Arc::new(AtomicUsize::new(0));
     let target = s.target.clone();
-    let get = phase(
-        "presigned GET from the store",
-        s.connections,
-        s.duration,
-        move |_| {
-            let (target, urls, next) = (target.clone(), urls.clone(), next.clone());
-            async move {
-                let url = &urls[next.fetch_add(1, Ordering::Relaxed) % urls.len()];
-                Ok(Some(target.get_bytes(url).await?))
-            }
-        },
+    let get = with_server_cpu(
+        &s.pids,
+        phase(
+            "presigned GET from the store",
+            s.connections,
+            s.duration,
+            move |_| {
+                let (target, urls, next) = (target.clone(), urls.clone(), next.clone());
+                async move {
+                    let url = &urls[next.fetch_add(1, Ordering::Relaxed) % urls.len()];
+                    Ok(Some(target.get_bytes(url).await?))
+                }
+            },
+        ),
     )
-    .await;
+    .await?;
     let mut r = report("store", common, &s, Some(payload.len()), None);
     ratio(&mut r, "get/put", get.mib_per_s, put.mib_per_s);
     r.measured.push(put);
@@ -355,11 +475,11 @@ async fn pre_grants(target: &Target, payload: &Payload, n: usize) -> Result<Vec<
 }
 
 /// Presigned PUTs of `payload`, one per grant, until the grants or the time run out.
-async fn bare_puts(s: &Setup, grants: Vec<Value>, payload: &Payload) -> Measured {
+async fn bare_puts(s: &Setup, grants: Vec<Value>, payload: &Payload) -> Result<Measured> {
     let grants = Arc::new(grants);
     let next = Arc::new(AtomicUsize::new(0));
     let (target, p) = (s.target.clone(), payload.clone());
-    phase(
+    let timed = phase(
         "bare presigned PUT to the store",
         s.connections,
         s.duration,
@@ -374,8 +494,8 @@ async fn bare_puts(s: &Setup, grants: Vec<Value>, payload: &Payload) -> Measured
                 Ok(Some(p.len()))
             }
         },
-    )
-    .await
+    );
+    with_server_cpu(&s.pids, timed).await
 }
 
 fn print_text(r: &Report) {
@@ -398,6 +518,9 @@ fn print_text(r: &Report) {
             "  {:<48} {:>9.1} ops/s {:>9.1} MiB/s  p50 {:>8.3} ms  p99 {:>8.3} ms  ({} ok, {} errors in {:.2}s)",
             m.label, m.ops_per_s, m.mib_per_s, m.p50_ms, m.p99_ms, m.ops, m.errors, m.elapsed_s
         );
+        if let Some(cpu) = m.server_cpu_ms_per_op {
+            println!("    server CPU: {cpu:.3} ms per operation");
+        }
         if let Some(e) = &m.first_error {
             println!("    first error: {e}");
         }

@@ -2,6 +2,8 @@
 //! recording its latency; the phase's result is counts, rates and quantiles.
 
 use std::future::Future;
+
+use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,11 @@ pub struct Measured {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU time the server process spent per successful operation during
+    /// the phase (`--pid`; peer benches only), a cost that, unlike the
+    /// rates, does not depend on how much CPU the load generator took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_ms_per_op: Option<f64>,
 }
 
 /// Runs `op` on `connections` tasks until `duration` has passed (each task
@@ -35,7 +42,7 @@ pub struct Measured {
 pub async fn phase<F, Fut>(label: &str, connections: usize, duration: Duration, op: F) -> Measured
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = anyhow::Result<Option<u64>>> + Send,
+    Fut: Future<Output = Result<Option<u64>>> + Send,
 {
     let op = Arc::new(op);
     let start = Instant::now();
@@ -114,9 +121,76 @@ where
         } else {
             hist.max() as f64 / 1000.0
         }),
+        server_cpu_ms_per_op: None,
     }
 }
 
 pub fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
+}
+
+/// Runs a phase; given server processes, adds the CPU time they spent
+/// (together) per successful operation meanwhile.
+pub async fn with_server_cpu(
+    pids: &[u32],
+    phase: impl Future<Output = Measured>,
+) -> Result<Measured> {
+    let before = cpu_ticks_of(pids)?;
+    let mut m = phase.await;
+    if !pids.is_empty() {
+        let spent = cpu_ticks_of(pids)?.saturating_sub(before);
+        m.server_cpu_ms_per_op =
+            (m.ops > 0).then(|| round3(spent as f64 * MS_PER_TICK / m.ops as f64));
+    }
+    Ok(m)
+}
+
+fn cpu_ticks_of(pids: &[u32]) -> Result<u64> {
+    pids.iter().map(|&p| cpu_ticks(p)).sum()
+}
+
+/// `/proc/{pid}/stat` counts CPU time in USER_HZ ticks, which the kernel's
+/// ABI fixes at 100 per second.
+const MS_PER_TICK: f64 = 10.0;
+
+/// User + system CPU ticks of every thread of process `pid` so far.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("--pid {pid}: no such process here (reading /proc)"))?;
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // fields are counted after its last `)`; utime and stime are 14 and 15.
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse().ok())
+            .context("malformed /proc stat")
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_for_this_process() {
+        // Spin a little so that at least one tick is on the clock.
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let ticks = cpu_ticks(std::process::id()).unwrap();
+        assert!(ticks >= 1, "{ticks}");
+        assert!(cpu_ticks(u32::MAX).is_err());
+        // Several processes add up (here the same one twice; ticks only grow).
+        assert!(cpu_ticks_of(&[std::process::id(); 2]).unwrap() >= 2 * ticks);
+        assert_eq!(cpu_ticks_of(&[]).unwrap(), 0);
+        assert!(cpu_ticks_of(&[std::process::id(), u32::MAX]).is_err());
+    }
 }

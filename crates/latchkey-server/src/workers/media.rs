@@ -3,7 +3,8 @@
 //! and are never run twice at once across instances), run one per isolated
 //! child process (`latchkey media-worker`, with memory, CPU and wall-clock
 //! limits), and finished through `broker::finish_processing` /
-//! `reject_processing`. At most `workers` children run at once. A transient
+//! `reject_processing`. At most `workers` children run at once; with
+//! `workers = 0` the instance only ingests and never claims. A transient
 //! failure (the store unreachable) leaves the job leased: it is claimed
 //! again when the lease runs out, up to `max_attempts` claims.
 
@@ -15,7 +16,9 @@ use latchkey_api::AppState;
 use latchkey_api::broker::{self, ProcessedImage, ProcessedVariant, upload_target};
 use latchkey_domain::Upload;
 use latchkey_ledger::ProcessingJob;
-use latchkey_media::{Isolation, Job, Options, VariantFormat, VariantSpec, WorkerReply};
+use latchkey_media::{
+    HeifOriginal, Isolation, Job, Options, VariantFormat, VariantSpec, WorkerReply,
+};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
@@ -73,6 +76,7 @@ impl MediaPool {
                 variants,
                 jpeg_quality: c.jpeg_quality,
                 heif_decoder: c.heif_decoder.clone(),
+                heif_original: HeifOriginal::Jpeg,
             },
         })
     }
@@ -179,6 +183,10 @@ async fn process(
     if let Some(defs) = profile.and_then(|p| p.variants.as_ref()) {
         options.variants = profile_variants(defs);
     }
+    options.heif_original = match profile.map(|p| p.heif_original) {
+        Some(latchkey_domain::HeifOriginal::Keep) => HeifOriginal::Keep,
+        Some(latchkey_domain::HeifOriginal::Jpeg) | None => HeifOriginal::Jpeg,
+    };
     let source = upload_target(state, upload);
     let Some(bytes) = state.store.read(&source, max).await? else {
         // The bytes are gone (removed by hand?): nothing to process.

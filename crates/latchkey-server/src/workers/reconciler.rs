@@ -66,6 +66,12 @@ pub async fn pass(state: &AppState, holder: &str, r: &Reconciler) -> anyhow::Res
         .ledger
         .expired(UploadStatus::Pending, now - grace, BATCH)
         .await?;
+    // What expired rows may have left in the store, removed together after
+    // the loop (one DeleteObjects for up to BATCH keys). Each key is only
+    // added once its row is `expired`, so a concurrent `complete` can no
+    // longer commit it; if the delete fails, the orphan sweep removes the
+    // bytes of rows in a final state later.
+    let mut leftovers = Vec::new();
     for row in rows {
         let id = row.id;
         match commit_upload(state, row.clone()).await {
@@ -86,7 +92,7 @@ pub async fn pass(state: &AppState, holder: &str, r: &Reconciler) -> anyhow::Res
                 if won.is_some() {
                     // Nothing valid arrived in time; a late PUT (if the store
                     // let one through) must not leave bytes behind.
-                    state.store.delete(&upload_target(state, &row)).await?;
+                    leftovers.push(upload_target(state, &row));
                     // And a multipart upload's parts go with it.
                     latchkey_api::broker::modes::unprepare(state, &row).await;
                     report.expired += 1;
@@ -109,6 +115,7 @@ pub async fn pass(state: &AppState, holder: &str, r: &Reconciler) -> anyhow::Res
             }
         }
     }
+    state.store.delete_many(&leftovers).await?;
     report.unattached = sweep_unattached(state, now).await?;
     report.orphans = sweep(state, &r.cursor, r.orphan_grace).await?;
     report.orphans += sweep_multipart(state, r.orphan_grace).await?;
@@ -119,7 +126,7 @@ pub async fn pass(state: &AppState, holder: &str, r: &Reconciler) -> anyhow::Res
 /// Deletes committed uploads of attach-requiring profiles that stayed
 /// unattached past the profile's `unattached_ttl`.
 async fn sweep_unattached(state: &AppState, now: OffsetDateTime) -> anyhow::Result<usize> {
-    let mut deleted = 0;
+    let mut deleted = Vec::new();
     for profile in state.profiles.values().filter(|p| p.require_attach) {
         let cutoff = now - profile.unattached_ttl;
         for row in state
@@ -142,12 +149,15 @@ async fn sweep_unattached(state: &AppState, now: OffsetDateTime) -> anyhow::Resu
                 )
                 .await?;
             if won.is_some() {
-                state.store.delete(&row.key).await?;
-                deleted += 1;
+                deleted.push(row.key);
             }
         }
     }
-    Ok(deleted)
+    // The rows are `deleted` already; their objects go in DeleteObjects
+    // calls of up to 1000 keys. Should that fail, the orphan sweep removes
+    // objects of deleted rows later.
+    state.store.delete_many(&deleted).await?;
+    Ok(deleted.len())
 }
 
 /// Runs passes forever, `every` apart.

@@ -92,17 +92,19 @@ pub async fn sweep(
     for prefix in managed_prefixes(state) {
         let from = cursor.next.get(&prefix).cloned();
         let page = state.store.list(&prefix, from.as_deref(), PAGE).await?;
+        let mut orphans = Vec::new();
         for obj in &page.objects {
             let old_enough = obj.last_modified.is_some_and(|t| t < cutoff);
             if old_enough && is_orphan(state, &obj.key).await? {
                 tracing::info!(key = %obj.key, "removing an object no live upload owns");
-                state
-                    .store
-                    .delete(&ObjectKey::from_trusted(obj.key.clone()))
-                    .await?;
-                removed += 1;
+                orphans.push(ObjectKey::from_trusted(obj.key.clone()));
             }
         }
+        // One DeleteObjects for the page (PAGE ≤ the 1000-key limit) rather
+        // than a round trip per object. If it fails the cursor stays put,
+        // so the page is looked at again next pass.
+        state.store.delete_many(&orphans).await?;
+        removed += orphans.len();
         match page.next {
             Some(next) => cursor.next.insert(prefix, next),
             None => cursor.next.remove(&prefix),

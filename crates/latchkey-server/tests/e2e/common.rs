@@ -62,8 +62,11 @@ pub struct TestApp {
     pub store_secret: String,
     /// Every response body the helpers below received.
     pub bodies: Arc<Mutex<Vec<String>>>,
+    /// The `[store]` table, so [`TestApp::restart_with`] can reuse it.
+    store_toml: String,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -153,7 +156,6 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     logs();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let cfg_path = dir.path().join("latchkey.toml");
     let mut bucket_name = "latchkey".to_owned();
     let (store_toml, store_secret, if_none_match) = if extra_toml.contains("[store]") {
         // The test brings its own store.
@@ -189,6 +191,76 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     } else {
         format!("sqlite://{}", data_dir.join("ledger.db").display())
     };
+    let place = Place {
+        dir,
+        data_dir,
+        ledger_url,
+        bucket: bucket_name,
+        store_toml,
+        store_secret,
+        if_none_match,
+    };
+    start(place, extra_toml).await
+}
+
+/// Where an app keeps its state: what a second instance needs to take
+/// over from the first.
+struct Place {
+    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    ledger_url: String,
+    bucket: String,
+    store_toml: String,
+    store_secret: Option<String>,
+    if_none_match: bool,
+}
+
+impl TestApp {
+    /// Shuts this instance down (and waits until it has), then starts
+    /// another on the same data dir, ledger and store, configured with
+    /// `extra_toml` as [`spawn_app_with`] takes it: a broker restart.
+    pub async fn restart_with(self, extra_toml: &str) -> TestApp {
+        let TestApp {
+            data_dir,
+            ledger_url,
+            bucket,
+            if_none_match,
+            store_toml,
+            store_secret,
+            _dir: dir,
+            _stop,
+            running,
+            ..
+        } = self;
+        drop(_stop);
+        running
+            .await
+            .expect("the first instance's task")
+            .expect("the first instance shut down cleanly");
+        let place = Place {
+            dir,
+            data_dir,
+            ledger_url,
+            bucket,
+            store_toml,
+            store_secret: Some(store_secret),
+            if_none_match,
+        };
+        start(place, extra_toml).await
+    }
+}
+
+async fn start(place: Place, extra_toml: &str) -> TestApp {
+    let Place {
+        dir,
+        data_dir,
+        ledger_url,
+        bucket: bucket_name,
+        store_toml,
+        store_secret,
+        if_none_match,
+    } = place;
+    let cfg_path = dir.path().join("latchkey.toml");
     // The photo pipeline's worker: test binaries cannot run `latchkey
     // media-worker`, so the same code is built as its own binary.
     let media_toml = if extra_toml.contains("[media]") {
@@ -214,9 +286,13 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     let base = app.public_url().to_owned();
     let store = app.store_url().to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
-        let _ = rx.await;
-    }));
+    let running = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .map_err(|e| format!("{e:#}"))
+    });
     let secrets = latchkey_server::secrets::load_or_create(&data_dir).unwrap();
     TestApp {
         base,
@@ -233,8 +309,10 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         store_secret: store_secret
             .unwrap_or_else(|| secrets.store_secret_access_key.expose().to_owned()),
         bodies: Arc::default(),
+        store_toml,
         _dir: dir,
         _stop: tx,
+        running,
     }
 }
 

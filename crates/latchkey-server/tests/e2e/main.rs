@@ -5,6 +5,7 @@ mod adversarial;
 mod attach;
 mod auth;
 mod common;
+mod connections;
 mod enforce;
 mod events;
 mod faults;

@@ -3,6 +3,9 @@
 //! the outcome its README states. Served copies are checked with an
 //! independent reader, `exiftool` (Debian's `libimage-exiftool-perl`,
 //! installed by `scripts/test`), and decoded with the `image` crate.
+//! Also: a profile keeping HEIC originals (served as `image/heic`, stripped,
+//! decoded by libheif), and photo jobs outliving their broker (an
+//! ingest-only instance, a restart, a worker that vanished mid-lease).
 
 use std::time::Duration;
 
@@ -90,7 +93,17 @@ const FILES: [(&str, &str, Want); 12] = [
 /// Uploads `name` through the presigned PUT and completes it; returns the
 /// upload id and the `complete` answer.
 async fn upload(app: &TestApp, token: &str, name: &str, ct: &str) -> (String, Value) {
-    let bytes = testdata(name);
+    upload_bytes(app, token, name, ct, testdata(name)).await
+}
+
+/// [`upload`] of `bytes`, named `name`.
+async fn upload_bytes(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    ct: &str,
+    bytes: Vec<u8>,
+) -> (String, Value) {
     let created = app.create(token, photo_request(name, ct, &bytes)).await;
     assert_eq!(created.status, 201, "{name}: {}", created.text);
     let c = &created.body;
@@ -439,4 +452,195 @@ async fn a_profile_makes_exactly_its_own_variants() {
         )
         .await;
     assert_eq!(thumb.status, 404, "{}", thumb.text);
+}
+
+/// `photo.heic` with XMP (a title and GPS) added by exiftool, as the
+/// `mime` item iPhones edited elsewhere come back with.
+fn heic_with_xmp() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("in.heic"), dir.path().join("out.heic"));
+    std::fs::write(&src, testdata("photo.heic")).unwrap();
+    let out = std::process::Command::new("exiftool")
+        .args([
+            "-q",
+            "-XMP-dc:Title=secret title",
+            "-XMP:GPSLatitude=48.8584",
+            "-XMP:GPSLongitude=2.2945",
+            "-o",
+        ])
+        .arg(&dst)
+        .arg(&src)
+        .output()
+        .expect("exiftool (Debian libimage-exiftool-perl; scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&dst).unwrap();
+    assert!(
+        exiftool(&bytes).keys().any(|k| k.starts_with("XMP")),
+        "the fixture has XMP"
+    );
+    bytes
+}
+
+/// Width and height of a HEIF file as libheif decodes it (rotation
+/// applied).
+fn heif_size(bytes: &[u8]) -> (u32, u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("x.heic"), dir.path().join("x.png"));
+    std::fs::write(&src, bytes).unwrap();
+    let out = std::process::Command::new("heif-convert")
+        .arg("--quiet")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .expect("heif-convert (Debian libheif-examples)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    size_of(&std::fs::read(&dst).unwrap())
+}
+
+#[tokio::test]
+async fn a_profile_can_keep_heic_originals_stripped() {
+    let app = spawn_app_with(&format!(
+        "[media]\n{}\n[profiles.photo]\nheif_original = \"keep\"\n",
+        media_worker_toml()
+    ))
+    .await;
+    let token = app.token("erin");
+    let mut appended = testdata("photo.heic");
+    appended.extend_from_slice(b"PK\x03\x04<?php system($_GET['c']); ?>");
+    for (what, bytes) in [
+        ("photo.heic", testdata("photo.heic")),
+        ("photo.heic with XMP", heic_with_xmp()),
+        ("photo.heic with a payload appended", appended),
+    ] {
+        let (id, _) = upload_bytes(&app, &token, "photo.heic", "image/heic", bytes.clone()).await;
+        let row = settled(&app, &token, &id).await;
+        assert_eq!(row["status"], "committed", "{what}: {row}");
+        assert_eq!(
+            (row["width"].as_u64(), row["height"].as_u64()),
+            (Some(640), Some(480)),
+            "{what}"
+        );
+        let (original, ct) = download(&app, &token, &id, None).await;
+        assert_eq!(ct, "image/heic", "{what}: served as what it is");
+        assert!(original.len() <= bytes.len(), "{what}");
+        assert_clean(what, &original);
+        let tags = exiftool(&original);
+        assert_eq!(tags["File:FileType"], "HEIC", "{what}");
+        assert_eq!(pixel_size(&tags), (640, 480), "{what}: exiftool");
+        assert_eq!(
+            heif_size(&original),
+            (640, 480),
+            "{what}: libheif decodes it"
+        );
+        for payload in [&b"<?php"[..], b"PK\x03\x04", b"secret title", b"iPhone"] {
+            assert!(
+                !original.windows(payload.len()).any(|w| w == payload),
+                "{what}: {:?} served",
+                String::from_utf8_lossy(payload)
+            );
+        }
+        for v in row["variants"].as_array().unwrap() {
+            let vname = v["name"].as_str().unwrap();
+            let (bytes, ct) = download(&app, &token, &id, Some(vname)).await;
+            assert_eq!(ct, "image/jpeg", "{what} {vname}");
+            assert_clean(&format!("{what} {vname}"), &bytes);
+            let (vw, vh) = size_of(&bytes);
+            assert!(vw > vh, "{what} {vname}: {vw}x{vh}");
+        }
+    }
+}
+
+/// The row as the ledger has it.
+async fn ledger_row(app: &TestApp, id: &str) -> latchkey_domain::Upload {
+    let ledger = latchkey_ledger::connect(&app.ledger_url).await.unwrap();
+    let id = latchkey_domain::UploadId::parse(id).unwrap();
+    let row = ledger.get(id).await.unwrap().unwrap();
+    ledger.close().await;
+    row
+}
+
+#[tokio::test]
+async fn photo_jobs_survive_a_restart_and_a_vanished_worker() {
+    // An ingest-only instance: it takes photos in, processes none.
+    let app = spawn_app_with(&format!("[media]\n{}\nworkers = 0\n", media_worker_toml())).await;
+    let token = app.token("frank");
+    let (first, done) = upload(&app, &token, "small-gps-orient8.jpg", "image/jpeg").await;
+    assert_eq!(done["status"], "processing", "{done}");
+    let (second, done) = upload(&app, &token, "photo.webp", "image/webp").await;
+    assert_eq!(done["status"], "processing", "{done}");
+
+    // A worker of some other instance claims one job, with a short lease,
+    // and is never heard of again.
+    let lease = Duration::from_secs(2);
+    let claimed_at = time::OffsetDateTime::now_utc();
+    let ledger = latchkey_ledger::connect(&app.ledger_url).await.unwrap();
+    let jobs = ledger.claim_processing(claimed_at, lease, 1).await.unwrap();
+    ledger.close().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let abandoned = jobs[0].upload.id.to_string();
+    let waiting = if abandoned == first { &second } else { &first };
+    assert!([&first, &second].contains(&&abandoned));
+    for id in [&first, &second] {
+        let row = app
+            .call(
+                Method::GET,
+                &format!("/v1/uploads/{id}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(row.body["status"], "processing", "{}", row.text);
+    }
+
+    // Shut down; a new instance with a worker takes over the same ledger
+    // and store.
+    let app = app
+        .restart_with(&format!(
+            "[media]\n{}\nworkers = 1\npoll = \"100ms\"\n",
+            media_worker_toml()
+        ))
+        .await;
+    let token = app.token("frank");
+    for id in [waiting, &abandoned] {
+        let row = settled(&app, &token, id).await;
+        assert_eq!(row["status"], "committed", "{id}: {row}");
+        let names: Vec<_> = row["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["thumb", "medium"], "{row}");
+        for v in row["variants"].as_array().unwrap() {
+            let (bytes, ct) = download(&app, &token, id, v["name"].as_str()).await;
+            assert_eq!(ct, "image/jpeg");
+            assert_eq!(
+                size_of(&bytes),
+                (
+                    v["width"].as_u64().unwrap() as u32,
+                    v["height"].as_u64().unwrap() as u32
+                )
+            );
+        }
+        let (original, _) = download(&app, &token, id, None).await;
+        assert_eq!(size_of(&original), (640, 480), "{id}");
+    }
+    // The abandoned job waited out its lease: it was claimed again (and
+    // so committed) only once the lease had run out. Times in the ledger
+    // are whole milliseconds.
+    let row = ledger_row(&app, &abandoned).await;
+    let committed = row.committed_at.expect("committed_at");
+    let lease_end = claimed_at + lease - time::Duration::milliseconds(1);
+    assert!(
+        committed >= lease_end,
+        "committed at {committed}, before the lease ended at {lease_end}"
+    );
 }

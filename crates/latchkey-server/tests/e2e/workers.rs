@@ -1,6 +1,6 @@
 //! The background workers end to end: webhooks reach a real receiver,
 //! signed and retried; the reconciler commits what a crashed client left
-//! and expires what never arrived.
+//! and expires what never arrived; the sweep removes objects nobody owns.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -185,4 +185,68 @@ async fn the_reconciler_aborts_multipart_uploads_nobody_owns() {
             .contains(&stray.upload_id().unwrap().to_owned())
     );
     eventually(async || open().await.is_empty()).await;
+}
+
+#[tokio::test]
+async fn the_sweep_removes_every_object_no_live_upload_owns() {
+    let app =
+        spawn_app_with("[reconciler]\nevery = \"200ms\"\ngrace = \"0s\"\norphan_grace = \"1s\"\n")
+            .await;
+    let s3 = crate::adversarial::admin(&app);
+    // A committed upload: its object is owned and must stay.
+    let token = app.token("alice");
+    let body =
+        json!({"profile": "file", "filename": "a.txt", "content_type": "text/plain", "size": 5});
+    let grant = app.create(&token, body).await.body;
+    assert_eq!(
+        app.put_grant(&grant, b"hello".to_vec(), |_| {})
+            .await
+            .status,
+        200
+    );
+    let id = grant["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.complete(&token, &id).await.status, 200);
+    let owned = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/uploads/{id}"),
+            Some(&token),
+            None,
+        )
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Objects under a managed prefix that no row owns, several of them, so
+    // one pass removes them together (one DeleteObjects for the page). Not
+    // under a profile's prefix: there a `credentials`-mode profile would
+    // adopt them as uploads.
+    let strays: Vec<String> = (0..5)
+        .map(|i| format!("u/alice/no-such-profile/stray-{i}.bin"))
+        .collect();
+    for key in &strays {
+        s3.put_object()
+            .bucket(&app.bucket)
+            .key(key)
+            .body(b"stray".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let keys = || async {
+        s3.list_objects_v2()
+            .bucket(&app.bucket)
+            .prefix("u/")
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let before = keys().await;
+    assert!(strays.iter().all(|s| before.contains(s)), "{before:?}");
+    eventually(async || keys().await == vec![owned.clone()]).await;
 }
