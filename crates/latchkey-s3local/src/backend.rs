@@ -104,7 +104,8 @@ impl Backend {
                 Ok(meta)
             }
             Err(CommitError::Precondition) => {
-                Err(precondition_error(cond, self.disk.get(&key).is_some()))
+                let exists = self.disk.get(&key).await.map_err(internal)?.is_some();
+                Err(precondition_error(cond, exists))
             }
             Err(CommitError::Io(err)) => Err(internal(err)),
         }
@@ -223,10 +224,13 @@ impl S3 for Backend {
         refuse_unsupported(&input)?;
         let cond = write_condition(input.if_none_match.as_ref(), input.if_match.as_ref())?;
         // Fail fast before reading the body; the authoritative check is
-        // repeated under the commit lock.
-        let existing = self.disk.get(&input.key);
-        if !cond.check(existing.as_deref()) {
-            return Err(precondition_error(&cond, existing.is_some()));
+        // repeated in the index's commit. An unconditional PUT skips the
+        // lookup.
+        if !matches!(cond, Condition::None) {
+            let existing = self.disk.get(&input.key).await.map_err(internal)?;
+            if !cond.check(existing.as_deref()) {
+                return Err(precondition_error(&cond, existing.is_some()));
+            }
         }
         let claims = Claims {
             content_length: input.content_length,
@@ -289,7 +293,7 @@ impl S3 for Backend {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.check_bucket(&req.input.bucket)?;
-        read::head_object(self, &req.input)
+        read::head_object(self, &req.input).await
     }
 
     async fn delete_object(
@@ -303,7 +307,7 @@ impl S3 for Backend {
         }
         if let Some(cond) = &input.if_match {
             let cond = write_condition(None, Some(cond))?;
-            let existing = self.disk.get(&input.key);
+            let existing = self.disk.get(&input.key).await.map_err(internal)?;
             if !cond.check(existing.as_deref()) {
                 return Err(precondition_error(&cond, existing.is_some()));
             }
@@ -368,6 +372,8 @@ impl S3 for Backend {
         let src = self
             .disk
             .get(src_key)
+            .await
+            .map_err(internal)?
             .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
         read::check_read_conditions(
             &src,
@@ -430,7 +436,9 @@ impl S3 for Backend {
         req: S3Request<s3s::dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<s3s::dto::ListObjectsV2Output>> {
         self.check_bucket(&req.input.bucket)?;
-        crate::list::list_objects_v2(self, req.input).map(S3Response::new)
+        crate::list::list_objects_v2(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn list_objects(
@@ -438,7 +446,9 @@ impl S3 for Backend {
         req: S3Request<s3s::dto::ListObjectsInput>,
     ) -> S3Result<S3Response<s3s::dto::ListObjectsOutput>> {
         self.check_bucket(&req.input.bucket)?;
-        crate::list::list_objects_v1(self, req.input).map(S3Response::new)
+        crate::list::list_objects_v1(self, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn create_multipart_upload(

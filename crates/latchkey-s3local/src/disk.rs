@@ -1,27 +1,30 @@
-//! Where objects live on disk, how a write becomes visible atomically, and the
-//! in-memory index that listing reads.
+//! Where objects live on disk and how a write becomes visible atomically.
 //!
 //! Layout under the root folder:
 //!
 //! ```text
 //! bucket.json                      creation time of the one bucket
+//! index.db (+ -wal, -shm)          key → metadata and data file name (see `index`)
 //! tmp/<uuid>                       bodies being received; wiped at open
-//! objects/<hh>/<h>.json            sidecar: key, size, etag, sha256, headers, metadata
-//! objects/<hh>/<h>.<uuid>.data     the bytes the sidecar points at
+//! objects/<hh>/<h>.<uuid>.data     an object's bytes
 //! uploads/<upload-id>/...          multipart uploads in progress (see `multipart`)
 //! ```
 //!
 //! `h` is the hex sha256 of the key and `hh` its first two digits. Keys never
 //! become paths, so `../x`, both `a` and `a/b`, unicode and 1024-byte keys are
-//! all just names in a JSON file. Data files get a fresh name per write and are
-//! immutable, which makes a commit one atomic rename of the sidecar, lets
-//! readers keep streaming an old version while it is replaced, and lets
-//! `CopyObject` hard-link instead of copying bytes.
+//! all just values in the index. Data files get a fresh name per write and
+//! are immutable, which makes a commit "move the fsynced file into place,
+//! fsync its folder, then commit the index row that names it": the row is the
+//! commit point, so the index never names bytes that are not durably there,
+//! readers keep streaming an old version while it is replaced, and
+//! `CopyObject` can hard-link instead of copying bytes. A crash between the
+//! two steps leaves only a data file no row names, which the next open
+//! deletes.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,12 +32,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Error;
+use crate::index::Index;
 
-/// Everything known about one stored object; also the sidecar's JSON shape.
+/// Everything known about one stored object; also the JSON the index stores
+/// (and the shape of the per-object sidecars of the layout before it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ObjectMeta {
     pub key: String,
-    /// File name of the data file in the same fan-out folder as the sidecar.
+    /// File name of the data file, in the fan-out folder of the key's hash.
     #[serde(default)]
     pub data: String,
     pub size: u64,
@@ -79,7 +84,7 @@ pub(crate) struct Attrs {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// A write's precondition, checked under the commit lock so two racing
+/// A write's precondition, checked inside the index's commit so two racing
 /// conditional writes cannot both succeed.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Condition {
@@ -143,21 +148,22 @@ impl Drop for Staged {
     }
 }
 
-type Index = BTreeMap<String, Arc<ObjectMeta>>;
-
 pub(crate) struct Disk {
     objects: PathBuf,
     tmp: PathBuf,
     uploads: PathBuf,
     bucket_created: OffsetDateTime,
-    index: RwLock<Index>,
-    /// Serialises commits and removals: precondition check, renames and
-    /// index update happen as one step.
-    commit_lock: tokio::sync::Mutex<()>,
+    index: Index,
 }
 
 pub(crate) fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The fan-out folder under `objects` for a key hash or a data file name
+/// (which starts with the hash).
+pub(crate) fn fanout_dir(objects: &Path, name: &str) -> PathBuf {
+    objects.join(name.get(..2).unwrap_or("00"))
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -182,25 +188,26 @@ impl Disk {
         let objects = root.join("objects");
         let tmp = root.join("tmp");
         let uploads = root.join("uploads");
-        let (objects, tmp, uploads, bucket_created, index) = blocking(move || {
+        let index_path = root.join("index.db");
+        let (objects, tmp, uploads, bucket_created) = blocking(move || {
             for dir in [&root, &objects, &tmp, &uploads] {
                 std::fs::create_dir_all(dir)?;
             }
             clear_dir(&tmp)?;
             let created = bucket_created(&root)?;
-            let index = load_index(&objects)?;
-            Ok((objects, tmp, uploads, created, index))
+            Ok((objects, tmp, uploads, created))
         })
         .await
         .map_err(Error::io("opening the data folder"))?;
-        tracing::debug!(objects = index.len(), "local store index loaded");
+        let index = Index::open(&index_path, &objects)
+            .await
+            .map_err(Error::io("opening the object index"))?;
         Ok(Self {
             objects,
             tmp,
             uploads,
             bucket_created,
-            index: RwLock::new(index),
-            commit_lock: tokio::sync::Mutex::new(()),
+            index,
         })
     }
 
@@ -212,23 +219,22 @@ impl Disk {
         &self.uploads
     }
 
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
     /// A fresh temp path on the same filesystem as the objects, so the final
     /// move is a rename.
     pub fn temp_path(&self) -> PathBuf {
         self.tmp.join(Uuid::new_v4().simple().to_string())
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<ObjectMeta>> {
-        self.read_index().get(key).cloned()
+    pub async fn get(&self, key: &str) -> io::Result<Option<Arc<ObjectMeta>>> {
+        self.index.get(key).await
     }
 
     pub fn data_path(&self, meta: &ObjectMeta) -> PathBuf {
-        self.fanout_dir(&meta.data).join(&meta.data)
-    }
-
-    /// Runs `f` over the sorted index (for listing) without copying it.
-    pub fn with_index<R>(&self, f: impl FnOnce(&Index) -> R) -> R {
-        f(&self.read_index())
+        fanout_dir(&self.objects, &meta.data).join(&meta.data)
     }
 
     /// Moves a fully received, fsynced temp file into place as `meta.key`.
@@ -239,62 +245,35 @@ impl Disk {
         mut meta: ObjectMeta,
         cond: &Condition,
     ) -> Result<Arc<ObjectMeta>, CommitError> {
-        let _guard = self.commit_lock.lock().await;
-        let old = self.get(&meta.key);
-        if !cond.check(old.as_deref()) {
-            return Err(CommitError::Precondition);
-        }
         let hash = key_hash(&meta.key);
         meta.data = format!("{hash}.{}.data", Uuid::new_v4().simple());
-        let dir = self.fanout_dir(&hash);
+        let dir = fanout_dir(&self.objects, &hash);
         let data_path = dir.join(&meta.data);
-        let sidecar = dir.join(format!("{hash}.json"));
-        let json = serde_json::to_vec(&meta).map_err(io::Error::other)?;
-        let tmp_json = self.temp_path();
+        let objects = self.objects.clone();
         let src = staged.path().to_path_buf();
+        // No lock: the name is new, so moving it in races nothing. The
+        // folder fsync makes the move durable before any row names it.
         blocking(move || {
-            std::fs::create_dir_all(&dir)?;
-            std::fs::rename(&src, &data_path)?;
-            let written = write_synced(&tmp_json, &json).and_then(|()| {
-                std::fs::rename(&tmp_json, &sidecar)?;
-                sync_dir(&dir)
-            });
-            if written.is_err() {
-                // The old sidecar (if any) still names the old data; drop ours.
-                let _ = std::fs::remove_file(&tmp_json);
-                let _ = std::fs::remove_file(&data_path);
+            if !dir.is_dir() {
+                std::fs::create_dir_all(&dir)?;
+                sync_dir(&objects)?;
             }
-            written
+            std::fs::rename(&src, &data_path)?;
+            sync_dir(&dir).inspect_err(|_| {
+                let _ = std::fs::remove_file(&data_path);
+            })
         })
         .await?;
+        // From here the file belongs to the index: the writer removes it if
+        // the precondition fails, the next open's repair if nothing names it.
         staged.disarm();
-        let meta = Arc::new(meta);
-        self.write_index().insert(meta.key.clone(), meta.clone());
-        if let Some(old) = old {
-            self.remove_data_later(&old);
-        }
-        Ok(meta)
+        self.index.put(meta.clone(), cond.clone()).await?;
+        Ok(Arc::new(meta))
     }
 
     /// Removes `key`; `None` when it did not exist.
     pub async fn remove(&self, key: &str) -> io::Result<Option<Arc<ObjectMeta>>> {
-        let _guard = self.commit_lock.lock().await;
-        let Some(old) = self.get(key) else {
-            return Ok(None);
-        };
-        let hash = key_hash(key);
-        let dir = self.fanout_dir(&hash);
-        blocking(move || {
-            match std::fs::remove_file(dir.join(format!("{hash}.json"))) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-                _ => {}
-            }
-            sync_dir(&dir)
-        })
-        .await?;
-        self.write_index().remove(key);
-        self.remove_data_later(&old);
-        Ok(Some(old))
+        Ok(self.index.remove(key).await?.map(Arc::new))
     }
 
     /// A new temp file with the same bytes as `src`: a hard link when the
@@ -312,33 +291,6 @@ impl Disk {
         })
         .await?;
         Ok(staged)
-    }
-
-    fn remove_data_later(&self, old: &ObjectMeta) {
-        // Readers that already opened the old file keep reading it (unlink
-        // semantics); a failed removal only leaves an orphan swept at open.
-        let path = self.data_path(old);
-        tokio::task::spawn_blocking(move || {
-            if let Err(err) = std::fs::remove_file(&path)
-                && err.kind() != io::ErrorKind::NotFound
-            {
-                tracing::warn!(%err, "could not remove a replaced data file");
-            }
-        });
-    }
-
-    fn fanout_dir(&self, name: &str) -> PathBuf {
-        self.objects.join(name.get(..2).unwrap_or("00"))
-    }
-
-    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        // A panic while holding the lock cannot leave the map half-updated
-        // (single insert/remove), so a poisoned lock is still usable.
-        self.index.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
-        self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -387,60 +339,6 @@ fn bucket_created(root: &Path) -> io::Result<OffsetDateTime> {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(created_ms) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH),
     )
-}
-
-/// Reads every sidecar, and deletes data files no sidecar names (left by a
-/// crash between moving the data and writing the sidecar).
-fn load_index(objects: &Path) -> io::Result<Index> {
-    let mut index = Index::new();
-    for dir in std::fs::read_dir(objects)? {
-        let dir = dir?;
-        if !dir.file_type()?.is_dir() {
-            continue;
-        }
-        let mut data_files = Vec::new();
-        let mut referenced = std::collections::HashSet::new();
-        let mut unreadable = Vec::new();
-        for entry in std::fs::read_dir(dir.path())? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(hash) = name.strip_suffix(".json") else {
-                data_files.push(name);
-                continue;
-            };
-            match read_sidecar(&entry.path(), hash, &dir.path()) {
-                Ok(meta) => {
-                    referenced.insert(meta.data.clone());
-                    index.insert(meta.key.clone(), Arc::new(meta));
-                }
-                Err(err) => {
-                    tracing::warn!(file = %entry.path().display(), %err, "skipping unreadable object sidecar");
-                    unreadable.push(format!("{hash}."));
-                }
-            }
-        }
-        // Data next to an unreadable sidecar is kept for a human to look at.
-        let orphans = data_files.iter().filter(|n| {
-            !referenced.contains(*n) && !unreadable.iter().any(|h| n.starts_with(h.as_str()))
-        });
-        for name in orphans {
-            tracing::info!(file = %name, "removing orphaned data file");
-            let _ = std::fs::remove_file(dir.path().join(name));
-        }
-    }
-    Ok(index)
-}
-
-fn read_sidecar(path: &Path, hash: &str, dir: &Path) -> io::Result<ObjectMeta> {
-    let meta: ObjectMeta =
-        serde_json::from_slice(&std::fs::read(path)?).map_err(io::Error::other)?;
-    if key_hash(&meta.key) != hash {
-        return Err(io::Error::other("sidecar key does not match its file name"));
-    }
-    if !dir.join(&meta.data).is_file() {
-        return Err(io::Error::other("sidecar names a missing data file"));
-    }
-    Ok(meta)
 }
 
 #[cfg(test)]

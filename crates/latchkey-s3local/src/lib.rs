@@ -7,7 +7,9 @@
 //!
 //! Map of the crate:
 //! - [`LocalStore`] / [`StoreHandle`] (this file): configuration, opening, serving.
-//! - `disk`: key → file layout, atomic commits, the in-memory index.
+//! - `disk`: key → file layout, atomic commits.
+//! - `index`: the on-disk (SQLite) index of keys that lookups and listing
+//!   read, with group commit and the repair at open.
 //! - `ingest`: streaming a request body to a temp file while hashing and
 //!   verifying it.
 //! - `backend`: the `s3s::S3` implementation (object and bucket operations);
@@ -23,6 +25,7 @@
 mod access;
 mod backend;
 mod disk;
+mod index;
 mod ingest;
 mod list;
 mod multipart;
@@ -34,6 +37,7 @@ mod temporary;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use latchkey_domain::Secret;
 use s3s::validation::{AwsNameValidation, NameValidation};
@@ -53,6 +57,25 @@ pub struct LocalStoreConfig {
     /// Access key id of the single key pair allowed to sign requests.
     pub access_key_id: String,
     pub secret_access_key: Secret,
+}
+
+/// Bounds on the store's client connections (see `server`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections served at once; at the limit the store stops accepting
+    /// and new ones wait in the listen backlog. At least 1.
+    pub max_connections: usize,
+    /// A request head (the first one included) must arrive by then.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A hook so the broker learns in-process the moment an object is written or
@@ -94,6 +117,7 @@ impl Error {
 pub struct LocalStore {
     backend: backend::Backend,
     cfg: LocalStoreConfig,
+    limits: ConnectionLimits,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -107,7 +131,9 @@ impl std::fmt::Debug for LocalStore {
 
 impl LocalStore {
     /// Creates the data folder and the bucket if needed, removes temp files a
-    /// crash left behind, and loads the object index.
+    /// crash left behind, and opens the object index, repairing it against
+    /// the data files (one folder at a time: time grows with the objects,
+    /// memory does not).
     pub async fn open(
         cfg: LocalStoreConfig,
         events: Option<Arc<dyn ObjectEvents>>,
@@ -130,7 +156,17 @@ impl LocalStore {
             cfg.region.clone(),
             events,
         );
-        Ok(Self { backend, cfg })
+        Ok(Self {
+            backend,
+            cfg,
+            limits: ConnectionLimits::default(),
+        })
+    }
+
+    /// Replaces the default [`ConnectionLimits`].
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves S3 (path-style only) on `listener` until the returned handle is
@@ -144,7 +180,7 @@ impl LocalStore {
         });
         let service = server::build_service(self.backend, &self.cfg);
         let (stop_tx, stop_rx) = watch::channel(());
-        let task = tokio::spawn(server::run(listener, service, stop_rx));
+        let task = tokio::spawn(server::run(listener, service, self.limits, stop_rx));
         StoreHandle {
             local_addr,
             stop: Some(stop_tx),

@@ -1,9 +1,6 @@
-//! `ListObjectsV2` and `ListObjects` over the sorted in-memory index: prefix,
+//! `ListObjectsV2` and `ListObjects` over the sorted on-disk index: prefix,
 //! delimiter (common prefixes), max-keys, continuation tokens, start-after,
 //! markers and `encoding-type=url`.
-
-use std::ops::Bound;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as TOKEN;
@@ -16,6 +13,7 @@ use s3s::{S3Result, s3_error};
 
 use crate::backend::{Backend, owner};
 use crate::disk::ObjectMeta;
+use crate::ingest::internal;
 
 const MAX_KEYS: i32 = 1000;
 
@@ -54,20 +52,39 @@ impl Resume {
 }
 
 pub(crate) struct Page {
-    pub objects: Vec<Arc<ObjectMeta>>,
+    pub objects: Vec<ObjectMeta>,
     pub prefixes: Vec<String>,
     pub truncated: bool,
     pub last: Option<Resume>,
 }
 
+/// The least byte string greater than every string starting with `prefix`;
+/// `None` when there is none (empty, or all `0xff`).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut s = prefix.to_vec();
+    while let Some(last) = s.pop() {
+        if last < u8::MAX {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// Rows read per index query when no delimiter can cut a scan short.
+const SCAN_CHUNK: usize = 1000;
+/// With a delimiter, a run of keys under one common prefix is skipped by
+/// seeking past it, so a query reads only a little past the last needed row.
+const ROLLED_CHUNK: usize = 64;
+
 /// One page of keys under `prefix`, rolled up at `delimiter`, after `resume`.
-pub(crate) fn walk(
+pub(crate) async fn walk(
     backend: &Backend,
     prefix: &str,
     delimiter: Option<&str>,
     resume: Option<&Resume>,
     max: usize,
-) -> Page {
+) -> S3Result<Page> {
     let mut page = Page {
         objects: Vec::new(),
         prefixes: Vec::new(),
@@ -77,52 +94,77 @@ pub(crate) fn walk(
     if max == 0 {
         // Nothing fits; reporting truncation without a token would make
         // clients loop forever.
-        return page;
+        return Ok(page);
     }
-    let lower = match resume {
-        Some(r) if r.bound() >= prefix => Bound::Excluded(r.bound()),
-        _ => Bound::Included(prefix),
+    // Where the scan stands: the next row is the first key above (or at,
+    // when inclusive) this bound.
+    let (mut from, mut inclusive) = match resume {
+        // Past every key under `p`, and never before the prefix.
+        Some(Resume::AfterPrefix(p)) => match successor(p.as_bytes()) {
+            Some(next) => (next.max(prefix.as_bytes().to_vec()), true),
+            None => return Ok(page),
+        },
+        Some(Resume::AfterKey(k)) if k.as_str() >= prefix => (k.as_bytes().to_vec(), false),
+        _ => (prefix.as_bytes().to_vec(), true),
     };
-    let skip_under = match resume {
-        Some(Resume::AfterPrefix(p)) => Some(p.as_str()),
-        _ => None,
-    };
-    backend.disk.with_index(|index| {
-        for (key, meta) in index.range::<str, _>((lower, Bound::Unbounded)) {
-            // Keys with a given prefix are contiguous in byte order.
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if skip_under.is_some_and(|p| key.starts_with(p)) {
-                continue;
-            }
-            let rolled = delimiter.and_then(|d| {
-                key[prefix.len()..]
-                    .find(d)
-                    .map(|i| &key[..prefix.len() + i + d.len()])
-            });
-            if let Some(cp) = rolled
-                && page.prefixes.last().is_some_and(|last| last == cp)
-            {
-                continue;
-            }
+    // Keys with a given prefix are contiguous in byte order.
+    let upper = successor(prefix.as_bytes());
+    let index = backend.disk.index();
+    loop {
+        let wanted = max - page.objects.len() - page.prefixes.len() + 1;
+        let chunk = wanted.min(if delimiter.is_some() {
+            ROLLED_CHUNK
+        } else {
+            SCAN_CHUNK
+        });
+        let rows = index
+            .scan(
+                &from,
+                inclusive,
+                upper.as_deref(),
+                delimiter.map(|d| (prefix.len(), d)),
+                chunk,
+            )
+            .await
+            .map_err(internal)?;
+        let exhausted = rows.len() < chunk;
+        let mut seek = None;
+        for row in rows {
             if page.objects.len() + page.prefixes.len() >= max {
                 page.truncated = true;
+                return Ok(page);
+            }
+            let key = String::from_utf8(row.key).map_err(internal)?;
+            // The scan's bounds keep every row under the prefix.
+            let rest = key
+                .strip_prefix(prefix)
+                .ok_or_else(|| internal("listing: a key outside the prefix"))?;
+            let rolled =
+                delimiter.and_then(|d| rest.find(d).map(|i| &key[..prefix.len() + i + d.len()]));
+            if let Some(cp) = rolled {
+                page.prefixes.push(cp.to_owned());
+                page.last = Some(Resume::AfterPrefix(cp.to_owned()));
+                // Every other key under `cp` is part of this entry: go past them.
+                seek = Some(successor(cp.as_bytes()));
                 break;
             }
-            match rolled {
-                Some(cp) => {
-                    page.prefixes.push(cp.to_owned());
-                    page.last = Some(Resume::AfterPrefix(cp.to_owned()));
-                }
-                None => {
-                    page.objects.push(meta.clone());
-                    page.last = Some(Resume::AfterKey(key.clone()));
-                }
-            }
+            let meta = row
+                .meta
+                .ok_or_else(|| internal("listing: a key without metadata"))?;
+            page.last = Some(Resume::AfterKey(key));
+            page.objects.push(meta);
         }
-    });
-    page
+        match seek {
+            Some(Some(next)) => (from, inclusive) = (next, true),
+            Some(None) => return Ok(page),
+            None if exhausted => return Ok(page),
+            None => match &page.last {
+                Some(Resume::AfterKey(k)) => (from, inclusive) = (k.as_bytes().to_vec(), false),
+                // A chunk always ends on an object or a seek.
+                _ => return Ok(page),
+            },
+        }
+    }
 }
 
 /// Like `encodeURIComponent` but keeping `/`, as S3 does for `encoding-type=url`.
@@ -187,7 +229,7 @@ fn prefixes(page: &Page, enc: &Encoder) -> Vec<CommonPrefix> {
         .collect()
 }
 
-pub(crate) fn list_objects_v2(
+pub(crate) async fn list_objects_v2(
     backend: &Backend,
     input: ListObjectsV2Input,
 ) -> S3Result<ListObjectsV2Output> {
@@ -204,7 +246,7 @@ pub(crate) fn list_objects_v2(
         })?),
         None => input.start_after.clone().map(Resume::AfterKey),
     };
-    let page = walk(backend, &prefix, delimiter.as_deref(), resume.as_ref(), max);
+    let page = walk(backend, &prefix, delimiter.as_deref(), resume.as_ref(), max).await?;
     let with_owner = input.fetch_owner.unwrap_or(false);
     let contents: Vec<Object> = page
         .objects
@@ -232,7 +274,7 @@ pub(crate) fn list_objects_v2(
     })
 }
 
-pub(crate) fn list_objects_v1(
+pub(crate) async fn list_objects_v1(
     backend: &Backend,
     input: ListObjectsInput,
 ) -> S3Result<ListObjectsOutput> {
@@ -252,7 +294,7 @@ pub(crate) fn list_objects_v1(
             }
             _ => Resume::AfterKey(m),
         });
-    let page = walk(backend, &prefix, delimiter.as_deref(), resume.as_ref(), max);
+    let page = walk(backend, &prefix, delimiter.as_deref(), resume.as_ref(), max).await?;
     let contents: Vec<Object> = page.objects.iter().map(|m| object(m, &enc, true)).collect();
     let common_prefixes = prefixes(&page, &enc);
     let next_marker = (page.truncated && delimiter.is_some())
@@ -275,7 +317,7 @@ pub(crate) fn list_objects_v1(
 
 #[cfg(test)]
 mod tests {
-    use super::Resume;
+    use super::{Resume, successor};
 
     #[test]
     fn continuation_tokens_round_trip_any_key() {
@@ -288,5 +330,18 @@ mod tests {
         }
         assert_eq!(Resume::decode("not base64!"), None);
         assert_eq!(Resume::decode("eGFiYw"), None); // "xabc": unknown tag
+    }
+
+    #[test]
+    fn successor_bounds_every_key_with_the_prefix() {
+        assert_eq!(successor(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor("é".as_bytes()), Some(vec![0xc3, 0xaa]));
+        assert_eq!(successor(b"\xff\xff"), None);
+        assert_eq!(successor(b""), None);
+        for key in ["a/", "a/b", "a/\u{10ffff}", "a/\u{7f}"] {
+            assert!(key.as_bytes() < successor(b"a/").unwrap().as_slice());
+        }
+        assert!(b"a0".as_slice() >= successor(b"a/").unwrap().as_slice());
     }
 }

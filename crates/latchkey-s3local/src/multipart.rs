@@ -57,7 +57,10 @@ struct PartMeta {
 
 type UploadMap = BTreeMap<(String, String), Arc<UploadMeta>>;
 
-/// Uploads in progress, mirrored in memory for listing and lookups.
+/// Uploads in progress, mirrored in memory for listing and lookups. Unlike
+/// the object index this stays in memory: it holds only uploads not yet
+/// completed or aborted (the broker's sweeper aborts expired ones), not the
+/// bucket's objects.
 pub(crate) struct Uploads {
     dir: PathBuf,
     map: RwLock<UploadMap>,
@@ -417,7 +420,7 @@ async fn finish(
     input: &CompleteMultipartUploadInput,
     cond: &crate::disk::Condition,
 ) -> S3Result<Arc<ObjectMeta>> {
-    let existing = backend.disk.get(&upload.key);
+    let existing = backend.disk.get(&upload.key).await.map_err(internal)?;
     if !cond.check(existing.as_deref()) {
         return Err(crate::backend::precondition_error(cond, existing.is_some()));
     }

@@ -1,11 +1,20 @@
 //! Serving: the s3s service with our auth and access rules, wrapped in CORS,
 //! behind a hyper accept loop with graceful shutdown.
 //!
+//! The accept loop bounds idle clients like the broker's does (see
+//! `latchkey-server/src/serve.rs`): a connection whose first request head
+//! has not arrived within the header timeout is dropped (hyper's own timer
+//! only starts once the auto builder has seen enough bytes to pick HTTP/1
+//! or HTTP/2), and at `max_connections` open connections the loop stops
+//! accepting, so further ones wait in the kernel's listen backlog.
+//!
 //! CORS is answered here rather than by S3's bucket CORS configuration: the
 //! store has one bucket whose only callers hold presigned URLs, so any origin
 //! may send them. Preflights never reach s3s (they carry no signature).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderName, Method};
@@ -15,20 +24,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer};
 
-use crate::LocalStoreConfig;
 use crate::access::Access;
 use crate::backend::Backend;
 use crate::post::PostAnswers;
 use crate::temporary::Auth;
+use crate::{ConnectionLimits, LocalStoreConfig};
 use latchkey_sigv4::temporary::TokenKey;
 
 /// How long open requests may run on after shutdown is asked for.
 const GRACE: Duration = Duration::from_secs(10);
-/// A client that has not sent its request headers by then is dropped.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
 
 pub(crate) type Service = Cors<PostAnswers<S3Service>>;
@@ -68,25 +75,48 @@ pub(crate) fn build_service(backend: Backend, cfg: &LocalStoreConfig) -> Service
     tower::Layer::layer(&cors_layer(), PostAnswers(builder.build()))
 }
 
-pub(crate) async fn run(listener: TcpListener, service: Service, mut stop: watch::Receiver<()>) {
+pub(crate) async fn run(
+    listener: TcpListener,
+    service: Service,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<()>,
+) {
+    let timeout = limits.header_read_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(timeout);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
+        // A slot first, then a connection: at the limit, new connections
+        // wait in the backlog rather than being accepted and reset.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = stop.changed() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    let requested = Arc::new(AtomicBool::new(false));
+                    let service = Marked {
+                        inner: service.clone(),
+                        requested: requested.clone(),
+                    };
                     let conn = builder
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
-                        if let Err(err) = conn.await {
-                            tracing::debug!(%err, "local store connection ended with an error");
+                        tokio::select! {
+                            ended = conn => if let Err(err) = ended {
+                                tracing::debug!(%err, "local store connection ended with an error");
+                            },
+                            // The connection is dropped: its socket closes.
+                            () = no_request_within(timeout, &requested) => {}
                         }
+                        drop(slot);
                     });
                 }
                 Err(err) => {
@@ -104,5 +134,36 @@ pub(crate) async fn run(listener: TcpListener, service: Service, mut stop: watch
         () = tokio::time::sleep(GRACE) => {
             tracing::warn!("local store shutdown grace period elapsed with requests still open");
         }
+    }
+}
+
+/// Resolves once `timeout` has passed without the connection's first
+/// request head; never, once one has arrived.
+async fn no_request_within(timeout: Duration, requested: &AtomicBool) {
+    tokio::time::sleep(timeout).await;
+    if requested.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The service, noting that its connection has sent a request.
+#[derive(Clone)]
+struct Marked<S> {
+    inner: S,
+    requested: Arc<AtomicBool>,
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Marked<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.requested.store(true, Ordering::Release);
+        self.inner.call(req)
     }
 }

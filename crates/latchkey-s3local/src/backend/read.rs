@@ -112,10 +112,12 @@ fn common(meta: &ObjectMeta, mode: Option<&ChecksumMode>, whole: bool) -> Common
     }
 }
 
-fn lookup(backend: &Backend, key: &str) -> S3Result<Arc<ObjectMeta>> {
+async fn lookup(backend: &Backend, key: &str) -> S3Result<Arc<ObjectMeta>> {
     backend
         .disk
         .get(key)
+        .await
+        .map_err(internal)?
         .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
 }
 
@@ -129,12 +131,12 @@ fn refuse_part_number(part_number: Option<i32>) -> S3Result<()> {
     }
 }
 
-pub(crate) fn head_object(
+pub(crate) async fn head_object(
     backend: &Backend,
     input: &HeadObjectInput,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     refuse_part_number(input.part_number)?;
-    let meta = lookup(backend, &input.key)?;
+    let meta = lookup(backend, &input.key).await?;
     check_read_conditions(
         &meta,
         input.if_match.as_ref(),
@@ -176,7 +178,7 @@ pub(crate) async fn get_object(
     // and the open; the index then already names the new one, so look again.
     let mut attempt = 0;
     let (meta, file) = loop {
-        let meta = lookup(backend, &input.key)?;
+        let meta = lookup(backend, &input.key).await?;
         match tokio::fs::File::open(backend.disk.data_path(&meta)).await {
             Ok(file) => break (meta, file),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempt < 2 => attempt += 1,
