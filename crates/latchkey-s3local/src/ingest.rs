@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::disk::{Checksums, Disk, Staged};
 
 const WRITE_BUFFER: usize = 1 << 20;
+const MIN_WRITE_BUFFER: usize = 8 << 10;
 
 /// What the client said about the body it is sending.
 #[derive(Debug, Default)]
@@ -128,7 +129,13 @@ pub(crate) async fn receive(
     let file = tokio::fs::File::create(staged.path())
         .await
         .map_err(internal)?;
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    // No bigger than the body when its length is known: under load most
+    // uploads are small, and a buffer per upload in flight adds up.
+    let capacity = claims
+        .content_length
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(WRITE_BUFFER, |n| n.clamp(MIN_WRITE_BUFFER, WRITE_BUFFER));
+    let mut out = tokio::io::BufWriter::with_capacity(capacity, file);
     let mut md5 = Md5::new();
     let mut sha256 = Sha256::new();
     let mut extra = hasher_for(&claims);
