@@ -25,6 +25,7 @@
 mod access;
 mod backend;
 mod disk;
+pub mod idle;
 mod index;
 mod ingest;
 mod list;

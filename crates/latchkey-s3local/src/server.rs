@@ -13,8 +13,7 @@
 //! may send them. Preflights never reach s3s (they carry no signature).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use http::{HeaderName, Method};
@@ -29,6 +28,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer};
 
 use crate::access::Access;
 use crate::backend::Backend;
+use crate::idle::{Marked, no_request_within};
 use crate::post::PostAnswers;
 use crate::temporary::Auth;
 use crate::{ConnectionLimits, LocalStoreConfig};
@@ -100,10 +100,7 @@ pub(crate) async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let requested = Arc::new(AtomicBool::new(false));
-                    let service = Marked {
-                        inner: service.clone(),
-                        requested: requested.clone(),
-                    };
+                    let service = Marked::new(service.clone(), requested.clone());
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                         .into_owned();
@@ -134,36 +131,5 @@ pub(crate) async fn run(
         () = tokio::time::sleep(GRACE) => {
             tracing::warn!("local store shutdown grace period elapsed with requests still open");
         }
-    }
-}
-
-/// Resolves once `timeout` has passed without the connection's first
-/// request head; never, once one has arrived.
-async fn no_request_within(timeout: Duration, requested: &AtomicBool) {
-    tokio::time::sleep(timeout).await;
-    if requested.load(Ordering::Acquire) {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// The service, noting that its connection has sent a request.
-#[derive(Clone)]
-struct Marked<S> {
-    inner: S,
-    requested: Arc<AtomicBool>,
-}
-
-impl<S: tower::Service<R>, R> tower::Service<R> for Marked<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        self.requested.store(true, Ordering::Release);
-        self.inner.call(req)
     }
 }

@@ -24,14 +24,14 @@
 //! and closes, and this returns when the last one has.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use latchkey_api::metrics::Metrics;
+use latchkey_s3local::idle::{Marked, no_request_within};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -91,10 +91,7 @@ pub(crate) async fn serve(
         // Finished connections are reaped as new ones come.
         while connections.try_join_next().is_some() {}
         let requested = Arc::new(AtomicBool::new(false));
-        let service = TowerToHyperService::new(Marked {
-            inner: router.clone(),
-            requested: requested.clone(),
-        });
+        let service = TowerToHyperService::new(Marked::new(router.clone(), requested.clone()));
         let mut stopping = stopping.clone();
         let slots = slots.clone();
         let metrics = metrics.clone();
@@ -131,36 +128,4 @@ pub(crate) async fn serve(
     drop(stop);
     while connections.join_next().await.is_some() {}
     Ok(())
-}
-
-/// Resolves once `timeout` has passed without the connection's first
-/// request head; never, once one has arrived (hyper's own timer bounds
-/// the heads of later requests on the connection).
-async fn no_request_within(timeout: Duration, requested: &AtomicBool) {
-    tokio::time::sleep(timeout).await;
-    if requested.load(Ordering::Acquire) {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// The router, noting that its connection has sent a request.
-#[derive(Clone)]
-struct Marked<S> {
-    inner: S,
-    requested: Arc<AtomicBool>,
-}
-
-impl<S: tower::Service<R>, R> tower::Service<R> for Marked<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        self.requested.store(true, Ordering::Release);
-        self.inner.call(req)
-    }
 }
