@@ -89,8 +89,10 @@ fn initiator() -> Initiator {
 }
 
 impl Uploads {
-    /// Loads the uploads a previous run left; folders without a readable
-    /// `upload.json` (a crash during create) are removed.
+    /// Loads the uploads a previous run left. Folders without a readable
+    /// `upload.json` (a crash during create) or with a part whose bytes are
+    /// gone (a crash while an earlier version removed a completed upload)
+    /// are removed: neither could ever complete.
     pub async fn open(disk: &Disk) -> Result<Self, Error> {
         let dir = disk.uploads_dir().to_path_buf();
         let scan = dir.clone();
@@ -101,12 +103,13 @@ impl Uploads {
                 let meta = std::fs::read(path.join("upload.json"))
                     .ok()
                     .and_then(|b| serde_json::from_slice::<UploadMeta>(&b).ok());
+                let whole = meta.is_some() && parts_are_whole(&path);
                 match meta {
-                    Some(m) => {
+                    Some(m) if whole => {
                         map.insert((m.key.clone(), m.upload_id.clone()), Arc::new(m));
                     }
-                    None => {
-                        tracing::info!(dir = %path.display(), "removing a half-created multipart upload");
+                    _ => {
+                        tracing::info!(dir = %path.display(), "removing a half-created or half-removed multipart upload");
                         let _ = std::fs::remove_dir_all(&path);
                     }
                 }
@@ -150,6 +153,24 @@ impl Uploads {
         self.map_mut()
             .insert((meta.key.clone(), meta.upload_id.clone()), meta);
     }
+}
+
+/// Whether every part's JSON names a data file that is there. Part data is
+/// moved in before its JSON, so only an interrupted removal breaks this.
+fn parts_are_whole(dir: &Path) -> bool {
+    read_parts(dir).is_ok_and(|parts| parts.values().all(|p| dir.join(&p.data).is_file()))
+}
+
+/// Removes a completed or aborted upload's folder in one step: it is renamed
+/// into `tmp/` (wiped at every open) and only then deleted, so a crash in the
+/// middle cannot leave an `upload.json` whose parts are half gone, which
+/// would come back at the next start as an upload that can never complete.
+fn discard(dir: &Path, trash: &Path) -> io::Result<()> {
+    std::fs::rename(dir, trash)?;
+    if let Some(root) = dir.parent() {
+        sync_dir(root)?;
+    }
+    std::fs::remove_dir_all(trash)
 }
 
 fn read_parts(dir: &Path) -> io::Result<BTreeMap<i32, PartMeta>> {
@@ -397,7 +418,8 @@ pub(crate) async fn complete(
     match result {
         Ok(meta) => {
             let dir = backend.uploads.upload_dir(&upload.upload_id);
-            if let Err(err) = blocking(move || std::fs::remove_dir_all(dir)).await {
+            let trash = backend.disk.temp_path();
+            if let Err(err) = blocking(move || discard(&dir, &trash)).await {
                 tracing::warn!(%err, "could not remove a completed upload's parts");
             }
             Ok(CompleteMultipartUploadOutput {
@@ -454,7 +476,8 @@ pub(crate) async fn abort(
 ) -> S3Result<AbortMultipartUploadOutput> {
     let upload = backend.uploads.take(&input.key, &input.upload_id)?;
     let dir = backend.uploads.upload_dir(&upload.upload_id);
-    blocking(move || std::fs::remove_dir_all(dir))
+    let trash = backend.disk.temp_path();
+    blocking(move || discard(&dir, &trash))
         .await
         .map_err(internal)?;
     Ok(AbortMultipartUploadOutput::default())

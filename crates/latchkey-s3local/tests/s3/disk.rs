@@ -1,8 +1,9 @@
 //! Durability across restarts and cleanup of what a crash leaves behind.
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use crate::common::{BUCKET, md5_hex, serve_at};
+use crate::common::{BUCKET, code, md5_hex, serve_at};
 
 #[tokio::test]
 async fn reopen_sees_objects_and_cleans_leftovers() {
@@ -84,4 +85,99 @@ async fn reopen_sees_objects_and_cleans_leftovers() {
         got.body.collect().await.unwrap().into_bytes().as_ref(),
         b"a"
     );
+}
+
+/// What a crash in the middle of removing a completed upload's folder left
+/// (with the removal done file by file, as before it became one rename): the
+/// `upload.json` and a part's JSON, the part's bytes gone. Such an upload can
+/// never complete, so the next open drops it; before, every CompleteMultipartUpload
+/// of it answered 500 and the broker retried it forever.
+#[tokio::test]
+async fn reopen_drops_an_upload_whose_parts_are_half_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let mut s = serve_at(dir).await;
+    let mut ids = Vec::new();
+    for key in ["whole", "broken"] {
+        let created = s
+            .client
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let id = created.upload_id().unwrap().to_owned();
+        s.client
+            .upload_part()
+            .bucket(BUCKET)
+            .key(key)
+            .upload_id(&id)
+            .part_number(1)
+            .body(ByteStream::from_static(b"part one"))
+            .send()
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let dir = s.dir.take().unwrap();
+    s.handle.shutdown().await;
+    let broken = root.join("uploads").join(&ids[1]);
+    let part_data: Vec<_> = std::fs::read_dir(&broken)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect();
+    assert_eq!(part_data.len(), 1, "one part file in {}", broken.display());
+    std::fs::remove_file(&part_data[0]).unwrap();
+
+    let s = serve_at(dir).await;
+    assert!(!broken.exists(), "the broken upload's folder is removed");
+    let listed = s
+        .client
+        .list_multipart_uploads()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let open: Vec<_> = listed.uploads().iter().filter_map(|u| u.key()).collect();
+    assert_eq!(open, vec!["whole"]);
+    let err = s
+        .client
+        .list_parts()
+        .bucket(BUCKET)
+        .key("broken")
+        .upload_id(&ids[1])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "NoSuchUpload");
+
+    // Completing the whole one removes its folder, leaving nothing in tmp/.
+    let parts = s
+        .client
+        .list_parts()
+        .bucket(BUCKET)
+        .key("whole")
+        .upload_id(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    let etag = parts.parts()[0].e_tag().unwrap().to_owned();
+    s.client
+        .complete_multipart_upload()
+        .bucket(BUCKET)
+        .key("whole")
+        .upload_id(&ids[0])
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!root.join("uploads").join(&ids[0]).exists());
+    assert_eq!(std::fs::read_dir(root.join("uploads")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
 }
