@@ -35,7 +35,7 @@
 //!
 //! Measured at each size, one client, sequentially:
 //! - **create**: `insert` of a pending upload with an idempotency key;
-//!   **create+quota**: the same with a quota (the usage sum);
+//!   **create+quota**: the same with a quota (reading the usage counter);
 //! - **complete**: the commit `transition` (pending → committed, with the
 //!   outbox row), of the rows `create` made;
 //! - **reconciler pass**: the ledger calls of one pass of the reconciler,
@@ -819,19 +819,9 @@ fn hot_queries(now: i64, key: &str) -> Vec<Hot> {
         },
         Hot {
             name: "insert: quota usage",
-            sqlite: "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM uploads \
-                     WHERE user_id = ? AND profile = ? AND status IN (?, ?, ?)"
-                .into(),
-            pg: "SELECT COALESCE(SUM(size), 0)::BIGINT, COUNT(*) FROM uploads \
-                 WHERE user_id = $1 AND profile = $2 AND status IN ($3, $4, $5)"
-                .into(),
-            args: vec![
-                s("user-000"),
-                s("photo"),
-                s("pending"),
-                s("processing"),
-                s("committed"),
-            ],
+            sqlite: "SELECT bytes, count FROM usage WHERE user_id = ? AND profile = ?".into(),
+            pg: "SELECT bytes, count FROM usage WHERE user_id = $1 AND profile = $2".into(),
+            args: vec![s("user-000"), s("photo")],
         },
         Hot {
             name: "get / read back",

@@ -29,6 +29,12 @@ pub use sqlite::SqliteLedger;
 
 /// The statuses whose rows count against a quota. Pending rows are
 /// reservations: the grant is out, the bytes may arrive any moment.
+///
+/// The databases keep the usage as a per-user, per-profile counter that
+/// triggers on `uploads` maintain, so each backend's migration holds its own
+/// copy of this list (`quota_statuses` in migrations/sqlite/0006,
+/// `counts_toward_quota` in migrations/postgres/0005). Change them together:
+/// the conformance suite (`tests/ledger/usage.rs`) fails if they differ.
 pub const QUOTA_STATUSES: [UploadStatus; 3] = [
     UploadStatus::Pending,
     UploadStatus::Processing,
@@ -208,7 +214,9 @@ pub trait UploadRepo: Send + Sync + 'static {
 
     async fn find_by_key(&self, key: &ObjectKey) -> Result<Option<Upload>, LedgerError>;
 
-    /// `(bytes, count)` of the user's rows in [`QUOTA_STATUSES`] in `profile`.
+    /// `(bytes, count)` of the user's rows in [`QUOTA_STATUSES`] in `profile`,
+    /// read from the counter the database keeps (one row, whatever the
+    /// number of uploads).
     async fn usage(&self, user: &UserId, profile: &ProfileName) -> Result<(u64, u64), LedgerError>;
 
     /// Records that the app attached a committed upload to its own record

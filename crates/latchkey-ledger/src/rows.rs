@@ -140,6 +140,17 @@ pub(crate) fn to_bigint(v: u64, what: &str) -> Result<i64, LedgerError> {
     i64::try_from(v).map_err(|_| LedgerError::Conflict(format!("{what} {v} is too large to store")))
 }
 
+/// A `usage` counter row as `(bytes, count)`; no row is `(0, 0)`. Negative
+/// values mean the counter went wrong, which is reported, not clamped.
+pub(crate) fn usage_from(row: Option<(i64, i64)>) -> Result<(u64, u64), LedgerError> {
+    let (bytes, count) = row.unwrap_or((0, 0));
+    let bad = || LedgerError::Corrupt(format!("negative usage {bytes} bytes / {count} uploads"));
+    Ok((
+        u64::try_from(bytes).map_err(|_| bad())?,
+        u64::try_from(count).map_err(|_| bad())?,
+    ))
+}
+
 fn corrupt(column: &str, value: &str) -> LedgerError {
     // Values are cut short: a corrupt row can hold anything, including a lot.
     let shown: String = value.chars().take(80).collect();

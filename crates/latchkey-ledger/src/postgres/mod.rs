@@ -8,7 +8,7 @@
 //!   UPDATE of the same row waits for the first to commit and then re-checks
 //!   its WHERE against the new row, so only one caller ever matches;
 //! - an insert takes a per-user advisory lock (see [`lock_user`]) so the
-//!   idempotency lookup and the quota sum cannot be invalidated between the
+//!   idempotency lookup and the quota read cannot be invalidated between the
 //!   read and the INSERT;
 //! - an attach locks its row with `SELECT … FOR UPDATE`.
 //!
@@ -31,8 +31,8 @@ use crate::error::{is_unique_violation, url_error};
 use crate::open::check_migrated;
 use crate::rows::{OUTBOX_COLUMNS, OutboxRow, UPLOAD_COLUMNS, UploadRow, to_millis};
 use crate::{
-    ATTACHED_EVENT, Changes, Inserted, LedgerError, ListFilter, OpenOptions, OutboxEvent,
-    QUOTA_STATUSES, Quota, UploadRepo, attached_payload, event_payload, event_type_for,
+    ATTACHED_EVENT, Changes, Inserted, LedgerError, ListFilter, OpenOptions, OutboxEvent, Quota,
+    UploadRepo, attached_payload, event_payload, event_type_for,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -91,41 +91,39 @@ where
         .transpose()
 }
 
+/// The user's `(bytes, count)` in `profile`: one row of the `usage` counter,
+/// which triggers on `uploads` keep equal to the sum over the rows in
+/// [`QUOTA_STATUSES`](crate::QUOTA_STATUSES) (migrations/postgres/0005), in
+/// the same transaction as each write. No row means nothing used.
 async fn usage_of<'e, E>(e: E, user: &str, profile: &str) -> Result<(u64, u64), LedgerError>
 where
     E: Executor<'e, Database = Postgres>,
 {
-    let [a, b, c] = QUOTA_STATUSES.map(UploadStatus::as_str);
-    // SUM(bigint) is NUMERIC on PostgreSQL; cast back so it decodes as i64
-    // (no user has 9 exabytes).
-    let (bytes, count): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(size), 0)::BIGINT, COUNT(*) FROM uploads \
-         WHERE user_id = $1 AND profile = $2 AND status IN ($3, $4, $5)",
-    )
-    .bind(user)
-    .bind(profile)
-    .bind(a)
-    .bind(b)
-    .bind(c)
-    .fetch_one(e)
-    .await?;
-    let bad = || LedgerError::Corrupt(format!("negative usage {bytes} bytes / {count} uploads"));
-    Ok((
-        u64::try_from(bytes).map_err(|_| bad())?,
-        u64::try_from(count).map_err(|_| bad())?,
-    ))
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT bytes, count FROM usage WHERE user_id = $1 AND profile = $2")
+            .bind(user)
+            .bind(profile)
+            .fetch_optional(e)
+            .await?;
+    crate::rows::usage_from(row)
 }
 
 /// Serialises inserts for one user until the transaction ends.
 ///
-/// Without it, two concurrent inserts would each sum the usage, each see
+/// Without it, two concurrent inserts would each read the usage, each see
 /// room for one more, and both insert: READ COMMITTED does not stop that,
-/// and there is no row to lock yet. An advisory lock on a hash of the user
-/// id is a lock on "this user's uploads" without a users table, costs no
-/// disk write, and is released by COMMIT or ROLLBACK, so a crashed request
-/// cannot leave it held. It is per user, not per user and profile, because
+/// and there may be no `usage` row to lock yet. An advisory lock on a hash
+/// of the user id is a lock on "this user's uploads" without a users table,
+/// costs no disk write, and is released by COMMIT or ROLLBACK, so a crashed
+/// request cannot leave it held. It is per user, not per user and profile, because
 /// idempotency keys are unique per user across profiles. A hash collision
 /// between two users only makes them wait for each other, never wrong.
+///
+/// Only inserts add to a user's usage (no transition leads back into a
+/// status that counts), so serialising inserts is enough for the quota:
+/// a transition running beside the check can only lower the usage, and
+/// until it commits the check sees the higher figure, refusing rather than
+/// overshooting.
 async fn lock_user(conn: &mut PgConnection, user: &str) -> Result<(), LedgerError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('latchkey.user:' || $1, 0))")
         .bind(user)
@@ -231,8 +229,13 @@ impl UploadRepo for PgLedger {
         let mut tx = self.pool.begin().await?;
         lock_user(&mut tx, &row.user_id).await?;
         // Under READ COMMITTED each statement sees everything committed
-        // before it started, so once the lock is ours the lookup and the
-        // quota sum see every insert that held it before.
+        // before it started, and a transaction's commit is visible before
+        // its advisory lock is released, so once the lock is ours the lookup
+        // and the quota read see every insert that held it before, with the
+        // `usage` counter its trigger updated in that same transaction.
+        // The counter is read with a plain SELECT: the lock already
+        // serialises inserts, and the INSERT's own trigger increments the
+        // latest committed counter under its row lock.
         if let Some(key) = &upload.idempotency_key {
             let where_ = "WHERE user_id = $1 AND idempotency_key = $2";
             if let Some(first) = upload_where(&mut *tx, where_, &row.user_id, Some(key)).await? {

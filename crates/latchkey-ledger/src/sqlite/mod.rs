@@ -31,8 +31,8 @@ use crate::error::{is_unique_violation, url_error};
 use crate::open::check_migrated;
 use crate::rows::{OUTBOX_COLUMNS, OutboxRow, UPLOAD_COLUMNS, UploadRow, to_millis};
 use crate::{
-    ATTACHED_EVENT, Changes, Inserted, LedgerError, ListFilter, OpenOptions, OutboxEvent,
-    QUOTA_STATUSES, Quota, UploadRepo, attached_payload, event_payload, event_type_for,
+    ATTACHED_EVENT, Changes, Inserted, LedgerError, ListFilter, OpenOptions, OutboxEvent, Quota,
+    UploadRepo, attached_payload, event_payload, event_type_for,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -86,6 +86,12 @@ impl SqliteLedger {
         } else {
             SqlitePoolOptions::new().max_connections(options.max_connections.max(1))
         }
+        // sqlx pings a pooled connection before handing it out; for SQLite
+        // that is one more round trip to the connection's worker thread per
+        // query (a futex wake and a context switch each way: the grant
+        // path's profile was dominated by them), and there is no network
+        // peer that could have gone away in between.
+        .test_before_acquire(false)
         .connect_with(connect)
         .await?;
         if options.migrate {
@@ -133,27 +139,21 @@ where
     upload_where(e, "WHERE id = ?", id, None).await
 }
 
+/// The user's `(bytes, count)` in `profile`: one row of the `usage` counter,
+/// which triggers on `uploads` keep equal to the sum over the rows in
+/// [`QUOTA_STATUSES`](crate::QUOTA_STATUSES) (migrations/sqlite/0006), so
+/// the cost does not grow with the user's uploads. No row means nothing used.
 async fn usage_of<'e, E>(e: E, user: &str, profile: &str) -> Result<(u64, u64), LedgerError>
 where
     E: Executor<'e, Database = Sqlite>,
 {
-    let [a, b, c] = QUOTA_STATUSES.map(UploadStatus::as_str);
-    let (bytes, count): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM uploads \
-         WHERE user_id = ? AND profile = ? AND status IN (?, ?, ?)",
-    )
-    .bind(user)
-    .bind(profile)
-    .bind(a)
-    .bind(b)
-    .bind(c)
-    .fetch_one(e)
-    .await?;
-    let bad = || LedgerError::Corrupt(format!("negative usage {bytes} bytes / {count} uploads"));
-    Ok((
-        u64::try_from(bytes).map_err(|_| bad())?,
-        u64::try_from(count).map_err(|_| bad())?,
-    ))
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT bytes, count FROM usage WHERE user_id = ? AND profile = ?")
+            .bind(user)
+            .bind(profile)
+            .fetch_optional(e)
+            .await?;
+    crate::rows::usage_from(row)
 }
 
 /// Fails with [`LedgerError::QuotaExceeded`] unless `upload` fits in `quota`
@@ -268,7 +268,8 @@ impl UploadRepo for SqliteLedger {
         let quota = quota.copied();
         // The reads come first and the INSERT last, so this is a one-change
         // write: an idempotent replay or a quota refusal writes nothing, and
-        // a failed INSERT undoes itself.
+        // a failed INSERT undoes itself (the `usage` counter's trigger
+        // included: it runs as part of the INSERT statement).
         let outcome = self
             .writer
             .write_one(move |conn| {

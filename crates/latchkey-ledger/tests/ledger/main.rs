@@ -78,6 +78,7 @@ mod misc;
 mod processing;
 mod quota;
 mod transition;
+mod usage;
 
 use std::collections::BTreeMap;
 
