@@ -53,6 +53,11 @@ struct PartMeta {
     size: u64,
     etag: String,
     last_modified_ms: i64,
+    /// Hex SHA-256 of the part's bytes, hashed as they arrived: a one-part
+    /// upload completes without reading them again. Absent in parts an
+    /// older build wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 type UploadMap = BTreeMap<(String, String), Arc<UploadMeta>>;
@@ -165,11 +170,11 @@ fn parts_are_whole(dir: &Path) -> bool {
 /// into `tmp/` (wiped at every open) and only then deleted, so a crash in the
 /// middle cannot leave an `upload.json` whose parts are half gone, which
 /// would come back at the next start as an upload that can never complete.
+/// No fsync: a journaling file system replays metadata changes in order, so
+/// after a power loss either the rename happened (and the folder is in
+/// `tmp/`) or nothing did (and the whole folder is back, still complete).
 fn discard(dir: &Path, trash: &Path) -> io::Result<()> {
     std::fs::rename(dir, trash)?;
-    if let Some(root) = dir.parent() {
-        sync_dir(root)?;
-    }
     std::fs::remove_dir_all(trash)
 }
 
@@ -286,6 +291,7 @@ pub(crate) async fn upload_part(
         size: got.size,
         etag: got.md5_hex(),
         last_modified_ms: now_ms(),
+        sha256: Some(got.sha256_hex()),
     };
     let dir = backend.uploads.upload_dir(&input.upload_id);
     let json = serde_json::to_vec(&part).map_err(internal)?;
@@ -376,6 +382,22 @@ fn chosen_parts(
     Ok(chosen)
 }
 
+/// Makes `out` the object's bytes, returning (size, hex sha256). One part
+/// whose hash is known becomes the object as it is, by a hard link (part
+/// files are immutable and already fsynced, and the upload's folder goes
+/// once the object is committed): a small multipart upload, or the tail of
+/// a tus upload, is not copied. Anything else is concatenated.
+fn assemble(dir: &Path, parts: &[PartMeta], out: &Path) -> io::Result<(u64, String)> {
+    if let [part] = parts
+        && let Some(sha256) = &part.sha256
+        && std::fs::hard_link(dir.join(&part.data), out).is_ok()
+    {
+        return Ok((part.size, sha256.clone()));
+    }
+    let (size, sha256) = concatenate(dir, parts, out)?;
+    Ok((size, hex::encode(sha256)))
+}
+
 /// Concatenates the parts into `out`, returning (size, sha256).
 fn concatenate(dir: &Path, parts: &[PartMeta], out: &Path) -> io::Result<(u64, [u8; 32])> {
     let mut file = std::fs::File::create(out)?;
@@ -453,7 +475,7 @@ async fn finish(
     let out = staged.path().to_path_buf();
     let etag = multipart_etag(&parts);
     let count = parts.len();
-    let (size, sha256) = blocking(move || concatenate(&dir, &parts, &out))
+    let (size, sha256) = blocking(move || assemble(&dir, &parts, &out))
         .await
         .map_err(internal)?;
     let meta = ObjectMeta {
@@ -461,7 +483,7 @@ async fn finish(
         data: String::new(),
         size,
         etag,
-        sha256: hex::encode(sha256),
+        sha256,
         checksums: Default::default(),
         attrs: upload.attrs.clone(),
         last_modified_ms: now_ms(),

@@ -72,7 +72,15 @@ impl SqliteLedger {
             // one WAL fsync per write transaction, a handful per upload.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The usage-counter triggers make every INSERT a multi-table
+            // statement, which SQLite protects with a statement journal,
+            // and each write in a group commit has its savepoint. That
+            // journal spills to a temp file past 64 KiB, which a batch
+            // reaches: pwrites on the grant path's profile. It only ever
+            // undoes a statement of a transaction still open, so memory
+            // is enough.
+            .pragma("temp_store", "memory");
         let pool = if is_memory(url) {
             // An in-memory database lives only as long as a connection to
             // it, and shared-cache connections report lock conflicts as

@@ -280,3 +280,81 @@ async fn small_parts_and_abort() {
     assert_eq!(code(&err), "NoSuchUpload");
     assert!(!s.exists("k").await);
 }
+
+/// A one-part upload becomes its object without a copy (a hard link to the
+/// part's file); the object must still be exactly those bytes, with their
+/// SHA-256, and outlive the upload's folder — also when the same key is
+/// completed again from a second upload.
+#[tokio::test]
+async fn one_part_upload_is_its_part() {
+    let s = start().await;
+    for round in 0..2u8 {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ round).collect();
+        let id = s
+            .client
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key("one")
+            .content_type("image/jpeg")
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_owned();
+        let etag = s
+            .client
+            .upload_part()
+            .bucket(BUCKET)
+            .key("one")
+            .upload_id(&id)
+            .part_number(1)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap()
+            .e_tag()
+            .unwrap()
+            .to_owned();
+        s.client
+            .complete_multipart_upload()
+            .bucket(BUCKET)
+            .key("one")
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(!s.root().join("uploads").join(&id).exists());
+        let head = s
+            .client
+            .head_object()
+            .bucket(BUCKET)
+            .key("one")
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_length(), Some(body.len() as i64));
+        assert_eq!(head.content_type(), Some("image/jpeg"));
+        assert_eq!(head.checksum_sha256(), Some(sha256_b64(&body).as_str()));
+        let expected = format!("{}-1", md5_hex(&hex::decode(md5_hex(&body)).unwrap()));
+        assert_eq!(head.e_tag(), Some(format!("\"{expected}\"").as_str()));
+        let got = s
+            .client
+            .get_object()
+            .bucket(BUCKET)
+            .key("one")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().as_ref(),
+            &body[..]
+        );
+    }
+}
