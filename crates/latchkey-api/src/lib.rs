@@ -21,4 +21,4 @@ pub use routes::router;
 pub use routes::tus::{
     REQUEST_HEADERS as TUS_REQUEST_HEADERS, RESPONSE_HEADERS as TUS_RESPONSE_HEADERS,
 };
-pub use state::{AppState, Limits};
+pub use state::{AppState, Limits, MAX_SINGLE_PUT};

@@ -37,10 +37,14 @@ impl Default for Limits {
             max_page: 100,
             json_body_bytes: 64 * 1024,
             part_size: 8 * 1024 * 1024,
-            proxy_single_put_max: 16 * 1024 * 1024,
+            proxy_single_put_max: crate::MAX_SINGLE_PUT,
         }
     }
 }
+
+/// The largest object one S3 PutObject may carry (5 GiB): above it, a
+/// proxied body can only go to the store as a multipart upload.
+pub const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Who may post store event notifications (`POST /v1/events/s3`).
 #[derive(Clone, Debug, Default)]

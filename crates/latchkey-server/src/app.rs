@@ -243,7 +243,11 @@ impl Application {
             max_page: config.limits.max_page.max(1),
             json_body_bytes: config.limits.json_body.0 as usize,
             part_size: config.limits.part_size.0.max(5 * 1024 * 1024),
-            proxy_single_put_max: config.limits.proxy_single_put.0,
+            proxy_single_put_max: config
+                .limits
+                .proxy_single_put
+                .0
+                .min(latchkey_api::MAX_SINGLE_PUT),
         };
         // Bound before the state is built: proxy grants carry the broker's
         // public URL, which defaults to the bound address.

@@ -345,7 +345,12 @@ pub struct LimitsConfig {
     /// that would need more than 10,000 parts.
     pub part_size: ByteSize,
     /// Proxied uploads up to this size are one streamed PutObject; larger
-    /// ones go to the store as a multipart upload.
+    /// ones go to the store as a multipart upload. At most 5 GiB (S3's
+    /// limit for one PutObject), which is the default: a streamed PUT
+    /// holds no part in memory and the store does not have to assemble
+    /// parts. A wrong body never becomes a committed object either way
+    /// (the store or the broker checks the declared SHA-256 before the
+    /// commit); with multipart it never becomes an object at all.
     pub proxy_single_put: ByteSize,
 }
 
@@ -358,7 +363,7 @@ impl Default for LimitsConfig {
             grants_per_minute: 120,
             grant_burst: 60,
             part_size: ByteSize(8 * 1024 * 1024),
-            proxy_single_put: ByteSize(16 * 1024 * 1024),
+            proxy_single_put: ByteSize(latchkey_api::MAX_SINGLE_PUT),
         }
     }
 }

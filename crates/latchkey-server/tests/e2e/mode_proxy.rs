@@ -78,7 +78,8 @@ async fn status_of(app: &TestApp, token: &str, id: &str) -> Value {
 /// (a multipart upload of 5 MiB parts).
 #[tokio::test]
 async fn bodies_small_and_large_stream_through_and_commit() {
-    let app = spawn_app_with("[limits]\npart_size = \"5MiB\"\n").await;
+    let app =
+        spawn_app_with("[limits]\npart_size = \"5MiB\"\nproxy_single_put = \"16MiB\"\n").await;
     let token = app.token("alice");
     for (len, seed) in [(MIB + 7, 1u64), (20 * MIB + 3, 2)] {
         let data = noise(len, seed);
