@@ -19,8 +19,14 @@
 //! thread hops, not SQLite itself, were most of a grant's CPU (perf: futex
 //! wake/wait and context switches). So a write whose only change is a single
 //! statement ([`Writer::write_one`]) skips the savepoint: SQLite makes one
-//! statement atomic, so when it fails it has changed nothing.
+//! statement atomic, so when it fails it has changed nothing. And a run of
+//! queued plain inserts ([`Writer::insert`], a grant's row when nothing has
+//! to be read first) goes in as one multi-row INSERT: one hop for the run.
+//! Should that statement fail (one row's key is taken), nothing of it was
+//! written and the run's inserts are made one by one, so only the bad one
+//! fails.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +35,7 @@ use sqlx::{Acquire, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LedgerError;
+use crate::rows::UploadRow;
 
 /// The most writes one transaction carries. Large enough that a burst
 /// shares one fsync; small enough that a batch's slowest write does not hold
@@ -56,6 +63,66 @@ trait Op: Send {
     /// Answers the caller once the batch's fate is known: `Ok` if the batch
     /// committed, else the error that stopped it.
     fn finish(self: Box<Self>, batch: Result<(), Arc<LedgerError>>);
+    /// The row, if this is a plain insert that may go in with others.
+    fn plain_insert(&self) -> Option<&UploadRow> {
+        None
+    }
+    /// Takes the stored row of a plain insert made together with others.
+    fn inserted(&mut self, _stored: UploadRow) {}
+}
+
+/// Answers a caller: the write's own failure is its answer whatever the
+/// batch did (it was rolled back either way); a success only if the batch
+/// committed.
+fn answer<T>(
+    result: Option<Result<T, LedgerError>>,
+    batch: Result<(), Arc<LedgerError>>,
+) -> Result<T, LedgerError> {
+    match (result, batch) {
+        (Some(Err(e)), _) => Err(e),
+        (Some(Ok(value)), Ok(())) => Ok(value),
+        (_, Err(e)) => Err(LedgerError::Shared(e)),
+        (None, Ok(())) => Err(LedgerError::Corrupt(
+            "a queued write was never run".to_owned(),
+        )),
+    }
+}
+
+/// A new row with nothing to read first: see [`Writer::insert`].
+struct PlainInsert {
+    row: UploadRow,
+    result: Option<Result<UploadRow, LedgerError>>,
+    reply: oneshot::Sender<Result<UploadRow, LedgerError>>,
+}
+
+impl Op for PlainInsert {
+    fn guarded(&self) -> bool {
+        false
+    }
+
+    fn apply<'a>(
+        &'a mut self,
+        conn: &'a mut SqliteConnection,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            let result = super::insert_row(conn, &self.row).await;
+            let ok = result.is_ok();
+            self.result = Some(result);
+            ok
+        })
+    }
+
+    fn finish(self: Box<Self>, batch: Result<(), Arc<LedgerError>>) {
+        let _ = self.reply.send(answer(self.result, batch));
+    }
+
+    fn plain_insert(&self) -> Option<&UploadRow> {
+        self.result.is_none().then_some(&self.row)
+    }
+
+    fn inserted(&mut self, stored: UploadRow) {
+        self.result = Some(Ok(stored));
+    }
 }
 
 struct Pending<T, F> {
@@ -90,19 +157,9 @@ where
     }
 
     fn finish(self: Box<Self>, batch: Result<(), Arc<LedgerError>>) {
-        let answer = match (self.result, batch) {
-            // The write's own failure is its answer, whatever the batch did:
-            // its savepoint was rolled back either way.
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(value)), Ok(())) => Ok(value),
-            (_, Err(e)) => Err(LedgerError::Shared(e)),
-            (None, Ok(())) => Err(LedgerError::Corrupt(
-                "a queued write was never run".to_owned(),
-            )),
-        };
         // The caller may have gone away (its request was cancelled); the
         // write's outcome stands regardless.
-        let _ = self.reply.send(answer);
+        let _ = self.reply.send(answer(self.result, batch));
     }
 }
 
@@ -144,6 +201,19 @@ impl Writer {
         self.queue_op(false, write).await
     }
 
+    /// Inserts `row` (and reads it back): a write with nothing to read
+    /// first, which the batch may combine with the plain inserts queued
+    /// beside it into one statement.
+    pub(super) async fn insert(&self, row: UploadRow) -> Result<UploadRow, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        let op = Box::new(PlainInsert {
+            row,
+            result: None,
+            reply,
+        });
+        self.send(op, answer).await
+    }
+
     async fn queue_op<T, F>(&self, guarded: bool, write: F) -> Result<T, LedgerError>
     where
         T: Send + 'static,
@@ -156,6 +226,14 @@ impl Writer {
             result: None,
             reply,
         });
+        self.send(op, answer).await
+    }
+
+    async fn send<T>(
+        &self,
+        op: Box<dyn Op>,
+        answer: oneshot::Receiver<Result<T, LedgerError>>,
+    ) -> Result<T, LedgerError> {
         self.queue
             .send(op)
             .await
@@ -181,18 +259,52 @@ async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn Op>>) {
 /// commit failing) fails the whole batch; nothing of it was committed.
 async fn commit_batch(pool: &SqlitePool, batch: &mut [Box<dyn Op>]) -> Result<(), LedgerError> {
     let mut tx = pool.begin_with(super::BEGIN_WRITE).await?;
-    for op in batch.iter_mut() {
-        if !op.guarded() {
-            op.apply(&mut tx).await;
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .take_while(|op| op.plain_insert().is_some())
+            .count();
+        let (now, later) = std::mem::take(&mut rest).split_at_mut(run.max(1));
+        rest = later;
+        if run >= 2 && insert_together(&mut tx, now).await {
             continue;
         }
-        let mut savepoint = Acquire::begin(&mut tx).await?;
-        if op.apply(&mut savepoint).await {
-            savepoint.commit().await?;
-        } else {
-            savepoint.rollback().await?;
+        // One op, or a run whose combined insert failed (nothing of it was
+        // written): each on its own.
+        for op in now {
+            if !op.guarded() {
+                op.apply(&mut tx).await;
+                continue;
+            }
+            let mut savepoint = Acquire::begin(&mut tx).await?;
+            if op.apply(&mut savepoint).await {
+                savepoint.commit().await?;
+            } else {
+                savepoint.rollback().await?;
+            }
         }
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Inserts the rows of a run of plain inserts with one statement; says
+/// whether it did (if not, nothing was written).
+async fn insert_together(conn: &mut SqliteConnection, ops: &mut [Box<dyn Op>]) -> bool {
+    let rows: Vec<&UploadRow> = ops.iter().filter_map(|op| op.plain_insert()).collect();
+    let Ok(stored) = super::insert_rows(conn, &rows).await else {
+        return false;
+    };
+    let mut by_id: HashMap<String, UploadRow> =
+        stored.into_iter().map(|r| (r.id.clone(), r)).collect();
+    for op in ops {
+        let id = op.plain_insert().map(|r| r.id.clone());
+        // Every row comes back (RETURNING); one that did not would be
+        // answered "never run" in `finish`.
+        if let Some(stored) = id.and_then(|id| by_id.remove(&id)) {
+            op.inserted(stored);
+        }
+    }
+    true
 }

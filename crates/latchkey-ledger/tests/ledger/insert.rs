@@ -15,6 +15,7 @@ conformance!(
     duplicate_ids_and_keys_conflict,
     only_pending_rows_can_be_inserted,
     a_failing_insert_leaves_concurrent_ones_intact,
+    concurrent_inserts_each_get_their_own_row,
 );
 
 async fn every_field_round_trips(db: Db) {
@@ -189,4 +190,34 @@ async fn a_failing_insert_leaves_concurrent_ones_intact(db: Db) {
         }
     }
     assert_eq!(db.ledger.get(taken.id).await.unwrap(), Some(taken));
+}
+
+/// Many grants at once: on SQLite the writer inserts a queued run of them
+/// with one statement. Each caller must get back exactly its own row, with
+/// every field, and the rows must all be there — including a run mixed with
+/// inserts that read first (idempotency key) and ones of other users.
+async fn concurrent_inserts_each_get_their_own_row(db: Db) {
+    let n = 60;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let ledger = db.ledger.clone();
+        let barrier = barrier.clone();
+        let mut u = upload(if i % 3 == 0 { "bob" } else { "alice" }, "photo");
+        u.size = 1000 + i as u64;
+        u.filename = format!("photo-{i}.jpg");
+        u.metadata = [("n".to_owned(), i.to_string())].into_iter().collect();
+        if i % 7 == 0 {
+            u.idempotency_key = Some(format!("idem-{i}"));
+        }
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (u.clone(), ledger.insert(&u, None).await)
+        }));
+    }
+    for t in tasks {
+        let (u, result) = t.await.unwrap();
+        assert_eq!(result.unwrap(), Inserted::New(u.clone()));
+        assert_eq!(db.ledger.get(u.id).await.unwrap(), Some(u));
+    }
 }
