@@ -375,6 +375,12 @@ async fn webhooks(cli: &Cli, command: &WebhookCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// mimalloc instead of glibc malloc: the grant path allocates many small
+/// short-lived values on two runtime threads, where glibc's arena locks and
+/// consolidation took ~20% of a grant's CPU in `perf` (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
