@@ -134,3 +134,51 @@ pub fn status<E>(
 pub fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(err: &E) -> String {
     err.code().unwrap_or_default().to_owned()
 }
+
+/// Starts a multipart upload of `key` and sends `body` as its part 1;
+/// returns the upload id and the part's ETag.
+pub async fn one_part_upload(client: &Client, key: &str, body: Vec<u8>) -> (String, String) {
+    let id = client
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .content_type("image/jpeg")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    let etag = client
+        .upload_part()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(&id)
+        .part_number(1)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body))
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    (id, etag)
+}
+
+/// Completes upload `id` of `key` from its part 1 with `etag`.
+pub async fn complete_one_part(client: &Client, key: &str, id: &str, etag: &str) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    client
+        .complete_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}

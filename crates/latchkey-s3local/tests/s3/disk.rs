@@ -1,9 +1,8 @@
 //! Durability across restarts and cleanup of what a crash leaves behind.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use crate::common::{BUCKET, code, md5_hex, serve_at};
+use crate::common::{BUCKET, code, complete_one_part, md5_hex, one_part_upload, serve_at};
 
 #[tokio::test]
 async fn reopen_sees_objects_and_cleans_leftovers() {
@@ -98,27 +97,11 @@ async fn reopen_drops_an_upload_whose_parts_are_half_removed() {
     let root = dir.path().to_path_buf();
     let mut s = serve_at(dir).await;
     let mut ids = Vec::new();
+    let mut etags = Vec::new();
     for key in ["whole", "broken"] {
-        let created = s
-            .client
-            .create_multipart_upload()
-            .bucket(BUCKET)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-        let id = created.upload_id().unwrap().to_owned();
-        s.client
-            .upload_part()
-            .bucket(BUCKET)
-            .key(key)
-            .upload_id(&id)
-            .part_number(1)
-            .body(ByteStream::from_static(b"part one"))
-            .send()
-            .await
-            .unwrap();
+        let (id, etag) = one_part_upload(&s.client, key, b"part one".to_vec()).await;
         ids.push(id);
+        etags.push(etag);
     }
     let dir = s.dir.take().unwrap();
     s.handle.shutdown().await;
@@ -154,29 +137,7 @@ async fn reopen_drops_an_upload_whose_parts_are_half_removed() {
     assert_eq!(code(&err), "NoSuchUpload");
 
     // Completing the whole one removes its folder, leaving nothing in tmp/.
-    let parts = s
-        .client
-        .list_parts()
-        .bucket(BUCKET)
-        .key("whole")
-        .upload_id(&ids[0])
-        .send()
-        .await
-        .unwrap();
-    let etag = parts.parts()[0].e_tag().unwrap().to_owned();
-    s.client
-        .complete_multipart_upload()
-        .bucket(BUCKET)
-        .key("whole")
-        .upload_id(&ids[0])
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    complete_one_part(&s.client, "whole", &ids[0], &etags[0]).await;
     assert!(!root.join("uploads").join(&ids[0]).exists());
     assert_eq!(std::fs::read_dir(root.join("uploads")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);

@@ -3,7 +3,9 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
 
-use crate::common::{BUCKET, code, md5_hex, sha256_b64, start, status};
+use crate::common::{
+    BUCKET, code, complete_one_part, md5_hex, one_part_upload, sha256_b64, start, status,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -290,45 +292,8 @@ async fn one_part_upload_is_its_part() {
     let s = start().await;
     for round in 0..2u8 {
         let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ round).collect();
-        let id = s
-            .client
-            .create_multipart_upload()
-            .bucket(BUCKET)
-            .key("one")
-            .content_type("image/jpeg")
-            .send()
-            .await
-            .unwrap()
-            .upload_id()
-            .unwrap()
-            .to_owned();
-        let etag = s
-            .client
-            .upload_part()
-            .bucket(BUCKET)
-            .key("one")
-            .upload_id(&id)
-            .part_number(1)
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await
-            .unwrap()
-            .e_tag()
-            .unwrap()
-            .to_owned();
-        s.client
-            .complete_multipart_upload()
-            .bucket(BUCKET)
-            .key("one")
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let (id, etag) = one_part_upload(&s.client, "one", body.clone()).await;
+        complete_one_part(&s.client, "one", &id, &etag).await;
         assert!(!s.root().join("uploads").join(&id).exists());
         let head = s
             .client
