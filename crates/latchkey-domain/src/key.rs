@@ -204,16 +204,27 @@ pub fn sanitize_filename(raw: &str) -> String {
         }
         out.push(c);
     }
+    // Cutting at 255 bytes may end the name on whitespace; trimmed again so
+    // a sanitized name sanitizes to itself.
+    let out = out.trim_end();
     if out.is_empty() || out == "." || out == ".." {
         "upload".to_owned()
     } else {
-        out
+        out.to_owned()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_cut_at_255_bytes_does_not_end_on_whitespace() {
+        let raw = format!("{} tail", "a".repeat(254));
+        let once = sanitize_filename(&raw);
+        assert_eq!(once, "a".repeat(254));
+        assert_eq!(sanitize_filename(&once), once);
+    }
 
     #[test]
     fn derived_keys_lead_back_to_their_upload() {

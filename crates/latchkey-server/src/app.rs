@@ -200,6 +200,13 @@ fn auth_config(config: &Config, dev: &DevSecrets) -> anyhow::Result<(AuthConfig,
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // The broker's listener, and the embedded store's when there is one.
+        let listeners = if config.store.kind == StoreKind::Embedded {
+            2
+        } else {
+            1
+        };
+        crate::fd_limit::prepare(config.server.max_connections, listeners);
         let dev = secrets::load_or_create(&config.data_dir)?;
         let profiles = config.profiles()?;
         let wiring = wire_store(&config, &dev).await?;

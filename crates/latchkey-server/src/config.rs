@@ -79,7 +79,9 @@ pub struct ServerConfig {
     /// and the embedded store's). At the limit the listener stops accepting
     /// and further connections wait in the kernel's backlog until one
     /// closes (src/serve.rs), so idle clients cannot exhaust file
-    /// descriptors. Keep it well under the process's `ulimit -n`.
+    /// descriptors. Each needs a file descriptor: at startup the soft
+    /// open-file limit is raised toward what this needs (up to the hard
+    /// limit), with a warning if that is still short (src/fd_limit.rs).
     pub max_connections: u32,
 }
 

@@ -4,6 +4,7 @@
 mod adopt;
 mod app;
 pub mod config;
+mod fd_limit;
 mod http;
 pub mod secrets;
 mod serve;
