@@ -8,7 +8,6 @@ use latchkey_api::error::ApiError;
 use latchkey_api::{AuthConfig, Authenticator, mint_token, s3_events};
 use latchkey_domain::Secret;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 
 const SECRET: &str = "props-secret-props-secret-props-secret";
 
@@ -50,20 +49,10 @@ fn event_body() -> impl Strategy<Value = String> {
     proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
 }
 
-/// `cases` cases, or `PROPTEST_CASES` when it is set (scripts/test's
-/// bounded fuzzing step raises it, docs/SECURITY.md). Failing inputs are
-/// kept in the file below (relative to the crate, where tests run) and
-/// replayed first on every run.
+/// `cases` cases, or `PROPTEST_CASES` when set; failing inputs are kept
+/// in (and replayed first from) the file named here.
 fn config(cases: u32) -> ProptestConfig {
-    // `default()` reads the PROPTEST_* variables.
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(
-        "tests/proptest-regressions/props.txt",
-    )));
-    config
+    latchkey_testkit::proptest_config(cases, "tests/proptest-regressions/props.txt")
 }
 
 proptest! {

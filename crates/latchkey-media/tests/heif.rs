@@ -10,7 +10,6 @@ use std::process::Command;
 use latchkey_media::heif::{BoxAt, Iloc, box_at, children, strip_heif, top_level};
 use latchkey_media::{HeifOriginal, Options, RejectCode, process};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 
 fn photo() -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/photo.heic");
@@ -393,18 +392,10 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// `cases` cases, or `PROPTEST_CASES` when it is set (as in `props.rs`);
-/// failing inputs are kept in the file below and replayed first.
+/// `cases` cases, or `PROPTEST_CASES` when set; failing inputs are kept
+/// in (and replayed first from) the file named here.
 fn config(cases: u32) -> ProptestConfig {
-    // `default()` reads the PROPTEST_* variables.
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(
-        "tests/proptest-regressions/heif.txt",
-    )));
-    config
+    latchkey_testkit::proptest_config(cases, "tests/proptest-regressions/heif.txt")
 }
 
 proptest! {

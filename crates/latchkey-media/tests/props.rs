@@ -12,7 +12,6 @@ use latchkey_media::container::{
 };
 use latchkey_media::sniff;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 
 /// The first 32 KiB of each real image: headers and the start of the data.
 fn seeds() -> &'static Vec<Vec<u8>> {
@@ -87,20 +86,10 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// `cases` cases, or `PROPTEST_CASES` when it is set (scripts/test's
-/// bounded fuzzing step raises it, docs/SECURITY.md). Failing inputs are
-/// kept in the file below (relative to the crate, where tests run) and
-/// replayed first on every run.
+/// `cases` cases, or `PROPTEST_CASES` when set; failing inputs are kept
+/// in (and replayed first from) the file named here.
 fn config(cases: u32) -> ProptestConfig {
-    // `default()` reads the PROPTEST_* variables.
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(
-        "tests/proptest-regressions/props.txt",
-    )));
-    config
+    latchkey_testkit::proptest_config(cases, "tests/proptest-regressions/props.txt")
 }
 
 proptest! {

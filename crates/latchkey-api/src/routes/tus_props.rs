@@ -6,7 +6,6 @@ use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 
 use super::{
     UPLOAD_CHECKSUM, UPLOAD_LENGTH, UPLOAD_OFFSET, number, parse_checksum, parse_metadata,
@@ -24,20 +23,10 @@ fn is_4xx(e: &crate::error::ApiError) -> bool {
     e.parts().0.is_client_error()
 }
 
-/// `cases` cases, or `PROPTEST_CASES` when it is set (scripts/test's
-/// bounded fuzzing step raises it, docs/SECURITY.md). Failing inputs are
-/// kept in the file below (relative to the crate, where tests run) and
-/// replayed first on every run.
+/// `cases` cases, or `PROPTEST_CASES` when set; failing inputs are kept
+/// in (and replayed first from) the file named here.
 fn config(cases: u32) -> ProptestConfig {
-    // `default()` reads the PROPTEST_* variables.
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(
-        "proptest-regressions/routes/tus_props.txt",
-    )));
-    config
+    latchkey_testkit::proptest_config(cases, "proptest-regressions/routes/tus_props.txt")
 }
 
 proptest! {

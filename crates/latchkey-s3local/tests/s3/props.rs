@@ -13,7 +13,6 @@ use std::time::Duration;
 use aws_sdk_s3::presigning::PresigningConfig;
 use latchkey_sigv4::{Credentials, Signer};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use time::OffsetDateTime;
 
 use crate::common::{AK, BUCKET, SK, TestStore, sha256_hex, start};
@@ -26,13 +25,7 @@ const REGRESSIONS: &str = "tests/proptest-regressions/props.txt";
 /// kept in `regressions` (relative to the crate, where tests run) and
 /// replayed first on every run.
 pub fn config(cases: u32, regressions: &'static str) -> ProptestConfig {
-    // `default()` reads the PROPTEST_* variables.
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(regressions)));
-    config
+    latchkey_testkit::proptest_config(cases, regressions)
 }
 
 fn store() -> &'static (tokio::runtime::Runtime, TestStore) {
