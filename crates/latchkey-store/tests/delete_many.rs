@@ -2,8 +2,9 @@
 //! call) against the embedded store, and against Garage when `scripts/test`
 //! (or you) set `LATCHKEY_TEST_S3_*`.
 
+mod support;
+
 use latchkey_domain::ObjectKey;
-use latchkey_s3local::{LocalStore, LocalStoreConfig};
 use latchkey_store::{Capabilities, DELETE_BATCH, ObjectStore, S3Store, S3StoreConfig};
 
 const BUCKET: &str = "delete-bucket";
@@ -63,21 +64,7 @@ async fn deletes_more_than_one_batch(store: &S3Store, prefix: &str) {
 
 #[tokio::test]
 async fn embedded_store_deletes_in_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let local = LocalStore::open(
-        LocalStoreConfig {
-            root: dir.path().to_path_buf(),
-            bucket: BUCKET.into(),
-            region: "us-east-1".into(),
-            access_key_id: AK.into(),
-            secret_access_key: SK.to_string().into(),
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = local.serve(listener);
+    let (_dir, handle) = support::embedded_store(BUCKET, AK, SK).await;
     let store = S3Store::new(&S3StoreConfig {
         endpoint: handle.endpoint_url(),
         region: "us-east-1".into(),
@@ -93,21 +80,7 @@ async fn embedded_store_deletes_in_batches() {
 
 #[tokio::test]
 async fn refused_batch_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let local = LocalStore::open(
-        LocalStoreConfig {
-            root: dir.path().to_path_buf(),
-            bucket: BUCKET.into(),
-            region: "us-east-1".into(),
-            access_key_id: AK.into(),
-            secret_access_key: SK.to_string().into(),
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = local.serve(listener);
+    let (_dir, handle) = support::embedded_store(BUCKET, AK, SK).await;
     // Wrong secret: the store refuses the call, and the caller hears so.
     let store = S3Store::new(&S3StoreConfig {
         endpoint: handle.endpoint_url(),

@@ -1,7 +1,8 @@
 //! `latchkey store check` against real stores: the embedded store always,
 //! Garage when `scripts/test` (or you) set `LATCHKEY_TEST_S3_*`.
 
-use latchkey_s3local::{LocalStore, LocalStoreConfig};
+mod support;
+
 use latchkey_store::{
     Capabilities, ProbeReport, ProbeResult, ProbeTarget, S3Store, S3StoreConfig, probe,
 };
@@ -61,21 +62,7 @@ fn result(report: &ProbeReport, name: &str) -> ProbeResult {
 
 #[tokio::test]
 async fn embedded_store_supports_every_upload_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::open(
-        LocalStoreConfig {
-            root: dir.path().to_path_buf(),
-            bucket: BUCKET.into(),
-            region: "us-east-1".into(),
-            access_key_id: AK.into(),
-            secret_access_key: SK.to_string().into(),
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = store.serve(listener);
+    let (_dir, handle) = support::embedded_store(BUCKET, AK, SK).await;
     let target = ProbeTarget {
         endpoint: handle.endpoint_url(),
         region: "us-east-1".into(),
