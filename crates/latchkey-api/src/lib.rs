@@ -18,6 +18,8 @@ pub use auth::{AuthConfig, Authenticator, mint_token};
 pub use error::{ApiError, InternalDetail, ProblemCode};
 pub use metrics::Metrics;
 pub use routes::router;
+#[doc(hidden)]
+pub use routes::tus::fuzzing as tus_header_parsers;
 pub use routes::tus::{
     REQUEST_HEADERS as TUS_REQUEST_HEADERS, RESPONSE_HEADERS as TUS_RESPONSE_HEADERS,
 };

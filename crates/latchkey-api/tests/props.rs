@@ -1,6 +1,7 @@
-//! Property tests (proptest; `cargo fuzz` needs nightly): S3 event bodies
-//! and bearer tokens are untrusted bytes. Any input is answered Ok or Err,
-//! never a panic; a token is accepted only when it is a valid one.
+//! Property tests (proptest; `fuzz/` has the coverage-guided side): S3
+//! event bodies and bearer tokens are untrusted bytes. Any input is
+//! answered Ok or Err, never a panic; a token is accepted only when it is a
+//! valid one.
 
 use std::time::Duration;
 

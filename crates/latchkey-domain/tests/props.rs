@@ -1,6 +1,7 @@
-//! Property tests (proptest; `cargo fuzz` needs nightly): whatever a client
-//! sends as a filename or a token subject, the key the broker renders stays
-//! inside its user's prefix and no two users share a segment.
+//! Property tests (proptest; `fuzz/` has the coverage-guided side):
+//! whatever a client sends as a filename or a token subject, the key the
+//! broker renders stays inside its user's prefix and no two users share a
+//! segment.
 
 use latchkey_domain::{KeyTemplate, UploadId, UserId, sanitize_filename};
 use proptest::prelude::*;

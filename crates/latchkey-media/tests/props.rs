@@ -1,8 +1,8 @@
 //! Property tests of the header sniffer and container walkers (proptest;
-//! `cargo fuzz` needs nightly): random bytes and mutated real files from
-//! `../shared/testdata/` are answered Ok or Err, never a panic, and nothing
-//! the walkers return is larger than what they were given (no allocation
-//! sized by a hostile header).
+//! the coverage-guided side is `fuzz/`'s `image_headers` target): random
+//! bytes and mutated real files from `../shared/testdata/` are answered Ok
+//! or Err, never a panic, and nothing the walkers return is larger than
+//! what they were given (no allocation sized by a hostile header).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -170,6 +170,23 @@ impl LocalStore {
         self
     }
 
+    /// The store as a tower service, without a listener: requests are
+    /// answered in-process with the same auth, access rules and CORS as
+    /// [`LocalStore::serve`] (for embedding behind another server, and for
+    /// the fuzz targets in `fuzz/`, which call it millions of times).
+    pub fn into_service(
+        self,
+    ) -> impl tower::Service<
+        http::Request<http_body_util::Full<bytes::Bytes>>,
+        Response = s3s::HttpResponse,
+        Error = s3s::HttpError,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static {
+        server::build_service(self.backend, &self.cfg)
+    }
+
     /// Serves S3 (path-style only) on `listener` until the returned handle is
     /// shut down or dropped. Must be called inside a tokio runtime.
     pub fn serve(self, listener: TcpListener) -> StoreHandle {

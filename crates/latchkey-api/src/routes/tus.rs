@@ -521,6 +521,40 @@ pub async fn options_upload(State(state): State<Arc<AppState>>) -> Response {
     discovery(&state)
 }
 
+/// The header parsers above, reachable from outside the crate for the
+/// fuzz targets in `fuzz/` (re-exported hidden as
+/// `latchkey_api::tus_header_parsers`; not an API).
+pub mod fuzzing {
+    use std::collections::BTreeMap;
+
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use crate::broker::modes::tus::Checksum;
+    use crate::error::ApiError;
+
+    /// `Upload-Metadata`: the metadata kept, and the profile, filename and
+    /// type it names.
+    pub type Metadata = (BTreeMap<String, String>, [Option<String>; 3]);
+
+    pub fn metadata(raw: &str) -> Result<Metadata, ApiError> {
+        let (meta, f) = super::parse_metadata(Some(raw))?;
+        Ok((meta, [f.profile, f.filename, f.filetype]))
+    }
+
+    pub fn checksum(raw: HeaderValue) -> Result<Option<Checksum>, ApiError> {
+        let mut h = HeaderMap::new();
+        h.insert(super::UPLOAD_CHECKSUM, raw);
+        super::parse_checksum(&h)
+    }
+
+    /// `Upload-Offset` (`Upload-Length` is read the same way).
+    pub fn offset(raw: HeaderValue) -> Result<Option<u64>, ApiError> {
+        let mut h = HeaderMap::new();
+        h.insert(super::UPLOAD_OFFSET, raw);
+        super::number(&h, &super::UPLOAD_OFFSET)
+    }
+}
+
 #[cfg(test)]
 #[path = "tus_props.rs"]
 mod props;

@@ -1,6 +1,7 @@
-//! Property tests of the tus header parsers (proptest; `cargo fuzz` needs
-//! nightly): any header value is parsed or refused with a 4xx, never a
-//! panic, and what is accepted keeps its contract.
+//! Property tests of the tus header parsers (proptest; the coverage-guided
+//! side is `fuzz/`'s `tus_headers` target): any header value is parsed or
+//! refused with a 4xx, never a panic, and what is accepted keeps its
+//! contract.
 
 use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;

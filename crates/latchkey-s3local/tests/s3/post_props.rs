@@ -1,6 +1,7 @@
-//! Property tests of browser POST uploads (proptest; `cargo fuzz` needs
-//! nightly): the policy latchkey's signer writes, s3s's parser that reads
-//! it, and the store's evaluation of a form against it.
+//! Property tests of browser POST uploads (proptest; the coverage-guided
+//! side is `fuzz/`'s `post_policy` target): the policy latchkey's signer
+//! writes, s3s's parser that reads it, and the store's evaluation of a form
+//! against it.
 //!
 //! - In process, many cases: whatever the policy holds, the document the
 //!   signer writes parses back (s3s's parser, the one the store runs) into

@@ -1,10 +1,10 @@
-//! Property tests of the store's SigV4 handling (proptest; `cargo fuzz`
-//! needs nightly): a presigned PUT with random edits to its query (a
-//! parameter dropped, changed, duplicated or added; the key changed), and
-//! a header-signed PUT with random edits to its `Authorization`,
-//! `x-amz-date`, `x-amz-content-sha256`, signed headers, key or body, are
-//! always refused with a 4xx XML error, never a 5xx, and store nothing.
-//! Real HTTP, so few cases.
+//! Property tests of the store's SigV4 handling (proptest; the
+//! coverage-guided side is `fuzz/`'s `store_sigv4` target): a presigned PUT
+//! with random edits to its query (a parameter dropped, changed, duplicated
+//! or added; the key changed), and a header-signed PUT with random edits to
+//! its `Authorization`, `x-amz-date`, `x-amz-content-sha256`, signed
+//! headers, key or body, are always refused with a 4xx XML error, never a
+//! 5xx, and store nothing. Real HTTP, so few cases.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
