@@ -108,8 +108,11 @@ async fn committed_uploads_are_announced_by_signed_webhook_with_retry() {
 
 #[tokio::test]
 async fn reconciler_commits_what_arrived_and_expires_what_did_not() {
+    // Grants start at a whole second (X-Amz-Date has no fraction) and the
+    // row's `expires_at` with them, so a 1 s grant may have only a few ms
+    // left when the client gets it: 2 s leaves at least one for the PUT.
     let app = spawn_app_with(
-        "[profiles.short]\ngrant_ttl = \"1s\"\n[reconciler]\nevery = \"200ms\"\ngrace = \"0s\"\n",
+        "[profiles.short]\ngrant_ttl = \"2s\"\n[reconciler]\nevery = \"200ms\"\ngrace = \"0s\"\n",
     )
     .await;
     let token = app.token("alice");
