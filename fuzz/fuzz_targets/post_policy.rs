@@ -147,7 +147,6 @@ fuzz_target!(|data: &[u8]| {
                 assert!((*min..=*max).contains(size), "{c:?} vs {size}");
             }
         }
-        assert_eq!(*size, length as u64);
         assert!(s.signed("DELETE", &path).status.is_success());
     }
 });
