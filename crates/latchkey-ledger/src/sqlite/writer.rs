@@ -299,10 +299,9 @@ async fn insert_together(conn: &mut SqliteConnection, ops: &mut [Box<dyn Op>]) -
     let mut by_id: HashMap<String, UploadRow> =
         stored.into_iter().map(|r| (r.id.clone(), r)).collect();
     for op in ops {
-        let id = op.plain_insert().map(|r| r.id.clone());
         // Every row comes back (RETURNING); one that did not would be
         // answered "never run" in `finish`.
-        if let Some(stored) = id.and_then(|id| by_id.remove(&id)) {
+        if let Some(stored) = op.plain_insert().and_then(|r| by_id.remove(&r.id)) {
             op.inserted(stored);
         }
     }
