@@ -218,7 +218,8 @@ pub struct GrantView {
     pub headers: BTreeMap<String, String>,
     /// Form fields to send before the file field (post).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub fields: BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub fields: BTreeMap<latchkey_sigv4::FieldName, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multipart: Option<MultipartView>,
     #[serde(skip_serializing_if = "Option::is_none")]

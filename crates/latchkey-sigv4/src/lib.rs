@@ -27,7 +27,7 @@ pub use canonical::{
 pub use encode::{AmzDate, canonical_uri, uri_encode, uri_encode_path};
 pub use endpoint::Endpoint;
 pub use latchkey_domain::Secret;
-pub use post::{PostForm, PostPolicy};
+pub use post::{FieldName, PostForm, PostPolicy};
 pub use signer::{Credentials, MAX_EXPIRES_SECS, Signer};
 
 /// Everything that can go wrong while signing. All of these are caller

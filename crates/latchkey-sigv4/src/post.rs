@@ -5,12 +5,14 @@
 //! (exact key, exact content type, size range, expiry) has to be a condition in
 //! it, and every exact-match condition must also be sent as a form field.
 
+use std::borrow::Cow;
+
 use time::OffsetDateTime;
 
 use crate::Error;
 use crate::canonical::ALGORITHM;
-use crate::encode::{AmzDate, iso8601_millis};
-use crate::signer::Signer;
+use crate::encode::{AmzDate, write_iso8601_millis};
+use crate::signer::{Signer, decimal};
 
 /// What one browser upload may do. Every field becomes an exact-match
 /// condition except `content_length_range`.
@@ -31,12 +33,16 @@ pub struct PostPolicy {
     pub extra_fields: Vec<(String, String)>,
 }
 
+/// A form field's name: the names the signer sets are static, so a form
+/// costs no allocation for them (a POST grant is on the broker's hot path).
+pub type FieldName = Cow<'static, str>;
+
 /// The fields to send, in order; the client appends the `file` field last
 /// (S3 ignores everything after it).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostForm {
     /// `(name, value)` pairs, field names as S3 documents them.
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(FieldName, String)>,
 }
 
 impl PostForm {
@@ -53,7 +59,7 @@ impl PostForm {
 impl std::fmt::Debug for PostForm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.fields.iter().map(|(n, _)| n))
+            .entries(self.fields.iter().map(|(n, _)| n.as_ref()))
             .finish()
     }
 }
@@ -105,8 +111,11 @@ impl Signer {
                     "an extra field name is not made of letters, digits, '-' and '_'",
                 ));
             }
-            let lower = name.to_ascii_lowercase();
-            if RESERVED_FIELDS.contains(&lower.as_str()) || lower == "x-amz-security-token" {
+            if RESERVED_FIELDS
+                .iter()
+                .chain(&["x-amz-security-token"])
+                .any(|reserved| reserved.eq_ignore_ascii_case(name))
+            {
                 return Err(Error::Policy(
                     "an extra field reuses a name the signer sets",
                 ));
@@ -119,50 +128,55 @@ impl Signer {
             }
         }
         let date = AmzDate::new(now)?;
-        let credential = format!("{}/{}", self.access_key_id(), self.scope(&date));
+        let credential = self.credential(&date);
         let token = self.session_token();
 
-        let mut fields: Vec<(String, String)> = Vec::with_capacity(9 + policy.extra_fields.len());
+        let mut fields: Vec<(FieldName, String)> =
+            Vec::with_capacity(9 + policy.extra_fields.len());
         // The policy document is written directly rather than through
         // `serde_json::Value` (a map and several strings per condition): the
         // profile showed building and dropping those dominating a POST grant.
         // The bytes are exactly what serde_json would produce.
         let mut json = String::with_capacity(512);
-        json.push_str(r#"{"expiration":"#);
-        json_string(&mut json, &iso8601_millis(policy.expiration)?);
-        json.push_str(r#","conditions":[{"bucket":"#);
+        json.push_str(r#"{"expiration":""#);
+        write_iso8601_millis(&mut json, policy.expiration)?;
+        json.push_str(r#"","conditions":[{"bucket":"#);
         json_string(&mut json, &policy.bucket);
         json.push('}');
-        let mut exact = |name: &str, value: &str| {
+        let mut exact = |name: FieldName, value: String| {
             json.push_str(",{");
-            json_string(&mut json, name);
+            json_string(&mut json, &name);
             json.push(':');
-            json_string(&mut json, value);
+            json_string(&mut json, &value);
             json.push('}');
-            fields.push((name.to_owned(), value.to_owned()));
+            fields.push((name, value));
         };
-        exact("key", &policy.key);
+        exact("key".into(), policy.key.clone());
         if let Some(ct) = &policy.content_type {
-            exact("Content-Type", ct);
+            exact("Content-Type".into(), ct.clone());
         }
         for (name, value) in &policy.extra_fields {
-            exact(name, value);
+            exact(name.clone().into(), value.clone());
         }
-        exact("x-amz-algorithm", ALGORITHM);
-        exact("x-amz-credential", &credential);
-        exact("x-amz-date", date.datetime());
+        exact("x-amz-algorithm".into(), ALGORITHM.to_owned());
+        exact("x-amz-credential".into(), credential);
+        exact("x-amz-date".into(), date.datetime().to_owned());
         if let Some(token) = token {
-            exact("x-amz-security-token", token);
+            exact("x-amz-security-token".into(), token.to_owned());
         }
         if let Some((min, max)) = policy.content_length_range {
-            use std::fmt::Write;
-            let _ = write!(json, r#",["content-length-range",{min},{max}]"#);
+            let mut digits = [0u8; 20];
+            json.push_str(r#",["content-length-range","#);
+            json.push_str(decimal(min, &mut digits));
+            json.push(',');
+            json.push_str(decimal(max, &mut digits));
+            json.push(']');
         }
         json.push_str("]}");
         let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, json);
         let signature = self.sign_raw(&date, &encoded);
-        fields.push(("policy".to_owned(), encoded));
-        fields.push(("x-amz-signature".to_owned(), signature));
+        fields.push(("policy".into(), encoded));
+        fields.push(("x-amz-signature".into(), signature));
         Ok(PostForm { fields })
     }
 
@@ -178,6 +192,16 @@ impl Signer {
 /// A JSON string literal, escaped exactly as `serde_json` escapes it.
 fn json_string(out: &mut String, s: &str) {
     out.push('"');
+    // Keys, types and dates need no escaping: test every byte without an
+    // early exit (a loop the compiler vectorises) and copy them at once.
+    let needs_escape = s.as_bytes().iter().fold(0u8, |any, &b| {
+        any | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
+    });
+    if needs_escape == 0 {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape: &str = match b {

@@ -284,6 +284,25 @@ impl Signer {
         crate::canonical::credential_scope(date.date(), &self.region, &self.service)
     }
 
+    /// `access-key-id/scope`, written once (no intermediate scope string).
+    pub(crate) fn credential(&self, date: &AmzDate) -> String {
+        let id = &self.creds.access_key_id;
+        let mut out = String::with_capacity(id.len() + self.region.len() + self.service.len() + 25);
+        for part in [
+            id,
+            "/",
+            date.date(),
+            "/",
+            &self.region,
+            "/",
+            &self.service,
+            "/aws4_request",
+        ] {
+            out.push_str(part);
+        }
+        out
+    }
+
     pub(crate) fn sign(&self, date: &AmzDate, scope: &str, canonical_request: &str) -> Hex64 {
         let key = self.day_key(date);
         sign_canonical(&key, date, scope, canonical_request)
@@ -352,7 +371,7 @@ fn collect_headers<'a>(
 }
 
 /// `v` in decimal, written into `buf` without going through `fmt`.
-fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
+pub(crate) fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
     loop {
         i -= 1;

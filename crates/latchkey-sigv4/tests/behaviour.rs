@@ -256,7 +256,7 @@ fn decoded_policy(b64: &str) -> String {
 fn post_policy_shape_and_signature() {
     let s = Signer::new(creds(), "us-east-1");
     let form = s.post_policy(&policy(), NOW).unwrap();
-    let names: Vec<&str> = form.fields.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = form.fields.iter().map(|(n, _)| n.as_ref()).collect();
     assert_eq!(
         names,
         [

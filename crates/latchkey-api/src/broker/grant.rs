@@ -4,6 +4,7 @@
 //! `Idempotency-Key` returns the same grant without storing signatures.
 
 use latchkey_domain::{Mode, ObjectKey, Upload};
+use latchkey_sigv4::FieldName;
 use time::OffsetDateTime;
 
 use super::modes;
@@ -21,7 +22,7 @@ pub struct Grant {
     /// Headers the client must send exactly as given (they are signed).
     pub headers: Vec<(String, String)>,
     /// Form fields for `post`, to send before the file field.
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(FieldName, String)>,
     pub multipart: Option<MultipartGrant>,
     pub credentials: Option<CredentialsGrant>,
     pub expires_at: Option<OffsetDateTime>,

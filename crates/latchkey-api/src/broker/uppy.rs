@@ -436,7 +436,7 @@ pub enum Signed {
     Store {
         url: String,
         headers: Vec<(String, String)>,
-        fields: Vec<(String, String)>,
+        fields: Vec<(latchkey_sigv4::FieldName, String)>,
     },
     Local {
         upload: UploadId,

@@ -366,10 +366,10 @@ fn change() -> impl Strategy<Value = Change> {
 
 /// What the store reads from a form: each name (lowercased) with its last
 /// value. Two forms that agree on it are the same request to the store.
-fn effective(fields: &[(String, String)]) -> BTreeMap<String, String> {
+fn effective<N: AsRef<str>>(fields: &[(N, String)]) -> BTreeMap<String, String> {
     fields
         .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+        .map(|(n, v)| (n.as_ref().to_ascii_lowercase(), v.clone()))
         .collect()
 }
 
@@ -447,12 +447,20 @@ async fn check_stored(s: &TestStore, key: &str, up: &Upload) -> Result<(), TestC
     Ok(())
 }
 
+/// The form's fields as plain strings, to edit and send.
+fn owned(form: &PostForm) -> Vec<(String, String)> {
+    form.fields
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect()
+}
+
 /// A form post: bucket, fields, file.
 type Post = (String, Vec<(String, String)>, Vec<u8>);
 
 /// Applies `change`; `None` when it changes nothing.
 fn apply(form: &PostForm, file: &[u8], range: (u64, u64), change: &Change) -> Option<Post> {
-    let mut fields = form.fields.clone();
+    let mut fields = owned(form);
     let mut file = file.to_vec();
     let mut bucket = BUCKET.to_owned();
     match change {
@@ -525,7 +533,7 @@ proptest! {
                     prop_assert!(stored(s, &key).await.is_none(), "{change:?} stored an object");
                 }
             }
-            let (status, text) = post(s, BUCKET, &form.fields, &up.file).await;
+            let (status, text) = post(s, BUCKET, &owned(&form), &up.file).await;
             let want = up.status.map_or(204, |c| c.parse().unwrap());
             prop_assert_eq!(status, want, "{}", text);
             check_stored(s, &key, &up).await

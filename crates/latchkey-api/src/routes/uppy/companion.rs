@@ -28,7 +28,8 @@ pub struct FormParams {
     /// The bucket URL to post the form to.
     pub url: String,
     /// Fields to send before the file field, as given.
-    pub fields: BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub fields: BTreeMap<latchkey_sigv4::FieldName, String>,
     /// Seconds the form stays valid.
     pub expires: u64,
 }

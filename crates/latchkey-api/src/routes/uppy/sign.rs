@@ -43,7 +43,8 @@ pub struct SignedRequest {
     pub headers: BTreeMap<String, String>,
     /// For a POST form: the fields to send before the file.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fields: Option<BTreeMap<String, String>>,
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub fields: Option<BTreeMap<latchkey_sigv4::FieldName, String>>,
 }
 
 /// Sign one S3 request of an upload (`signRequest`).
