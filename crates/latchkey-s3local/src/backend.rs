@@ -247,13 +247,23 @@ impl S3 for Backend {
                 .checksum_algorithm
                 .as_ref()
                 .is_some_and(|a| a.as_str() == "SHA256");
-        let got = ingest::receive(&self.disk, input.body, claims, req.trailing_headers).await?;
+        let got = ingest::receive(
+            &self.disk,
+            input.body,
+            claims,
+            req.trailing_headers,
+            ingest::Sha256Need::Always,
+        )
+        .await?;
+        let sha256 = got
+            .sha256_hex()
+            .ok_or_else(|| internal("an object body was not hashed"))?;
         let meta = ObjectMeta {
             key: input.key,
             data: String::new(),
             size: got.size,
             etag: got.md5_hex(),
-            sha256: got.sha256_hex(),
+            sha256,
             checksums: got.checksums.clone(),
             attrs: Attrs {
                 content_type: input.content_type,

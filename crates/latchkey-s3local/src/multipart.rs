@@ -53,9 +53,9 @@ struct PartMeta {
     size: u64,
     etag: String,
     last_modified_ms: i64,
-    /// Hex SHA-256 of the part's bytes, hashed as they arrived: a one-part
-    /// upload completes without reading them again. Absent in parts an
-    /// older build wrote.
+    /// Hex SHA-256 of the part's bytes, hashed as they arrived when the
+    /// client claimed one (older builds hashed every part): a one-part
+    /// upload then completes without reading them again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sha256: Option<String>,
 }
@@ -284,14 +284,21 @@ pub(crate) async fn upload_part(
         sha1: input.checksum_sha1,
         algorithm: input.checksum_algorithm,
     };
-    let got = ingest::receive(&backend.disk, input.body, claims, trailers).await?;
+    let got = ingest::receive(
+        &backend.disk,
+        input.body,
+        claims,
+        trailers,
+        ingest::Sha256Need::WhenClaimed,
+    )
+    .await?;
     let part = PartMeta {
         number: input.part_number,
         data: format!("{}.{}.part", input.part_number, Uuid::new_v4().simple()),
         size: got.size,
         etag: got.md5_hex(),
         last_modified_ms: now_ms(),
-        sha256: Some(got.sha256_hex()),
+        sha256: got.sha256_hex(),
     };
     let dir = backend.uploads.upload_dir(&input.upload_id);
     let json = serde_json::to_vec(&part).map_err(internal)?;
@@ -383,19 +390,36 @@ fn chosen_parts(
 }
 
 /// Makes `out` the object's bytes, returning (size, hex sha256). One part
-/// whose hash is known becomes the object as it is, by a hard link (part
-/// files are immutable and already fsynced, and the upload's folder goes
-/// once the object is committed): a small multipart upload, or the tail of
-/// a tus upload, is not copied. Anything else is concatenated.
+/// becomes the object as it is, by a hard link (part files are immutable
+/// and already fsynced, and the upload's folder goes once the object is
+/// committed): a small multipart upload, or the tail of a tus upload, is
+/// not copied, only hashed if its hash was not taken on arrival. Anything
+/// else is concatenated.
 fn assemble(dir: &Path, parts: &[PartMeta], out: &Path) -> io::Result<(u64, String)> {
     if let [part] = parts
-        && let Some(sha256) = &part.sha256
         && std::fs::hard_link(dir.join(&part.data), out).is_ok()
     {
-        return Ok((part.size, sha256.clone()));
+        let sha256 = match &part.sha256 {
+            Some(known) => known.clone(),
+            None => hex::encode(hash_file(out)?),
+        };
+        return Ok((part.size, sha256));
     }
     let (size, sha256) = concatenate(dir, parts, out)?;
     Ok((size, hex::encode(sha256)))
+}
+
+fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
+    let mut file = std::fs::File::open(path)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(sha.finalize().into());
+        }
+        sha.update(&buf[..n]);
+    }
 }
 
 /// Concatenates the parts into `out`, returning (size, sha256).
