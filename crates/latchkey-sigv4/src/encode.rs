@@ -240,8 +240,9 @@ mod tests {
         };
         let first = datetime!(0000-01-01 0:00 UTC).unix_timestamp_nanos();
         let last = datetime!(9999-12-31 23:59:59.999 UTC).unix_timestamp_nanos();
-        // A fixed stride that is prime to every calendar period walks
-        // through years, months, days and milliseconds of all widths.
+        // ~10,000 steps of a year and about a day, plus 1.234567891 s: each
+        // step moves the year, the day of the year, the hour and the
+        // milliseconds, so every field width and value range comes up.
         let stride = (last - first) / 9973 + 1_234_567_891;
         let mut at = first;
         while at <= last {
