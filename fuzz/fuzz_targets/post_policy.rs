@@ -132,6 +132,9 @@ fuzz_target!(|data: &[u8]| {
     for (stored, size) in &listed {
         let path = path_of(stored);
         let head = s.signed("HEAD", &path);
+        // An object the store took must be servable: a field it stored
+        // that no response header can carry was the first find here.
+        assert!(head.status.is_success(), "HEAD {stored:?}: {}", head.status);
         let content_type = head
             .headers
             .get("content-type")

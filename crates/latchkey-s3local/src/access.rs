@@ -59,7 +59,8 @@ impl S3Access for Access {
         &self,
         req: &mut s3s::S3Request<s3s::dto::PostObjectInput>,
     ) -> S3Result<()> {
-        crate::post::refuse_uncovered_fields(&req.input)
+        crate::post::refuse_uncovered_fields(&req.input)?;
+        crate::post::refuse_unservable_fields(&req.input)
     }
 }
 

@@ -17,6 +17,11 @@
 //!   policy condition (a MinIO allowance). This store has no server-side
 //!   encryption settings, and S3 requires every field to be in the policy,
 //!   so [`refuse_uncovered_fields`] refuses them.
+//! - A header arrives as a valid header value, a form field as any bytes.
+//!   Fields that become response headers (`Content-Type`, `x-amz-meta-*`,
+//!   the redirect's `Location`…) must be valid ones, or the object would be
+//!   stored and then fail every GET and HEAD; [`refuse_unservable_fields`]
+//!   refuses them with 400 `InvalidArgument`.
 //!
 //! Note that s3s holds the whole file in memory before `put_object` runs
 //! (bounded by the policy's `content-length-range`).
@@ -46,6 +51,50 @@ pub(crate) fn refuse_uncovered_fields(input: &PostObjectInput) -> S3Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Refuses form fields the store would later send back as headers but that
+/// are not valid header values (a NUL, CR or LF, DEL…), see the module
+/// header. The fuzz target `post_policy` found the first one.
+pub(crate) fn refuse_unservable_fields(input: &PostObjectInput) -> S3Result<()> {
+    let fields = [
+        ("Content-Type", input.content_type.as_deref()),
+        ("Content-Disposition", input.content_disposition.as_deref()),
+        ("Content-Encoding", input.content_encoding.as_deref()),
+        ("Content-Language", input.content_language.as_deref()),
+        ("Cache-Control", input.cache_control.as_deref()),
+        (
+            "x-amz-website-redirect-location",
+            input.website_redirect_location.as_deref(),
+        ),
+        (
+            "success_action_redirect",
+            input.success_action_redirect.as_deref(),
+        ),
+    ];
+    let metadata = input.metadata.iter().flatten();
+    let bad = fields
+        .into_iter()
+        .find(|(_, v)| v.is_some_and(|v| HeaderValue::from_str(v).is_err()))
+        .map(|(name, _)| name.to_owned())
+        .or_else(|| {
+            metadata
+                .into_iter()
+                .find(|(k, v)| {
+                    HeaderValue::from_str(v).is_err()
+                        || http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes())
+                            .is_err()
+                })
+                // The name itself may be what is wrong: not echoed.
+                .map(|_| "x-amz-meta-*".to_owned())
+        });
+    match bad {
+        Some(name) => Err(s3_error!(
+            InvalidArgument,
+            "The {name} form field is not a valid HTTP header value."
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Wraps the s3s service to answer failed POST policy conditions as S3 does.

@@ -50,7 +50,11 @@ impl Form {
             ("Content-Type".into(), "image/jpeg".into()),
         ];
         for (k, v) in extra {
-            fields.push(((*k).into(), (*v).into()));
+            // A name already set (Content-Type) is replaced, not repeated.
+            match fields.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
+                Some((_, value)) => *value = (*v).into(),
+                None => fields.push(((*k).into(), (*v).into())),
+            }
         }
         fields.push(("x-amz-algorithm".into(), "AWS4-HMAC-SHA256".into()));
         fields.push(("x-amz-credential".into(), credential));
@@ -237,6 +241,33 @@ async fn every_policy_violation_is_refused_like_s3() {
         );
         assert!(!store.exists("u/a/1.jpg").await, "{what}");
         assert!(!store.exists("u/b/1.jpg").await, "{what}");
+    }
+    assert!(store.events.take().is_empty());
+}
+
+/// Form fields the store turns into response headers must be valid header
+/// values. A signed form whose Content-Type holds a NUL (the fuzzer's
+/// `post_policy` found one) would store an object no GET or HEAD can
+/// answer, so it is refused up front, like any other malformed argument.
+#[tokio::test]
+async fn header_fields_that_are_not_header_values_are_refused() {
+    let store = start().await;
+    let file = b"jpeg bytes".to_vec();
+    for (name, value) in [
+        ("Content-Type", "image/gi\0f"),
+        ("Content-Type", "image/jpeg\r\nx-evil: 1"),
+        ("Cache-Control", "max-age=1\u{7f}"),
+        ("Content-Disposition", "inline\n"),
+        ("x-amz-meta-note", "a\0b"),
+    ] {
+        let form = Form::signed("u/a/nul.jpg", file.len() as u64, &[(name, value)], MINUTE);
+        let (status, body) = post(&store, &form, &file).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(
+            body.contains("<Code>InvalidArgument</Code>"),
+            "{name}: {body}"
+        );
+        assert!(!store.exists("u/a/nul.jpg").await, "{name}: stored");
     }
     assert!(store.events.take().is_empty());
 }
