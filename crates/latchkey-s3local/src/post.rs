@@ -72,29 +72,26 @@ pub(crate) fn refuse_unservable_fields(input: &PostObjectInput) -> S3Result<()> 
             input.success_action_redirect.as_deref(),
         ),
     ];
-    let metadata = input.metadata.iter().flatten();
-    let bad = fields
-        .into_iter()
-        .find(|(_, v)| v.is_some_and(|v| HeaderValue::from_str(v).is_err()))
-        .map(|(name, _)| name.to_owned())
-        .or_else(|| {
-            metadata
-                .into_iter()
-                .find(|(k, v)| {
-                    HeaderValue::from_str(v).is_err()
-                        || http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes())
-                            .is_err()
-                })
-                // The name itself may be what is wrong: not echoed.
-                .map(|_| "x-amz-meta-*".to_owned())
-        });
-    match bad {
-        Some(name) => Err(s3_error!(
+    let not_a_value = |v: &str| HeaderValue::from_str(v).is_err();
+    if let Some((name, _)) = fields.into_iter().find(|(_, v)| v.is_some_and(not_a_value)) {
+        return Err(s3_error!(
             InvalidArgument,
             "The {name} form field is not a valid HTTP header value."
-        )),
-        None => Ok(()),
+        ));
     }
+    // A metadata name is a header name too; it may be what is wrong, so
+    // the answer does not echo it.
+    let bad_metadata = input.metadata.iter().flatten().any(|(k, v)| {
+        not_a_value(v)
+            || http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()).is_err()
+    });
+    if bad_metadata {
+        return Err(s3_error!(
+            InvalidArgument,
+            "An x-amz-meta-* form field is not a valid HTTP header."
+        ));
+    }
+    Ok(())
 }
 
 /// Wraps the s3s service to answer failed POST policy conditions as S3 does.

@@ -160,12 +160,8 @@ impl Signer {
         if let Some(name) = RESERVED_QUERY.iter().find(|n| q.has_name(n)) {
             return Err(Error::ReservedQuery((*name).to_owned()));
         }
-        let scope = self.scope(&date);
-        let mut credential =
-            String::with_capacity(self.creds.access_key_id.len() + 1 + scope.len());
-        credential.push_str(&self.creds.access_key_id);
-        credential.push('/');
-        credential.push_str(&scope);
+        let credential = self.credential(&date);
+        let scope = self.scope_of(&credential);
         let mut digits = [0u8; 20];
         let expires = decimal(expires_secs, &mut digits);
         q.push("X-Amz-Algorithm", ALGORITHM);
@@ -187,7 +183,7 @@ impl Signer {
             &h,
             UNSIGNED_PAYLOAD,
         );
-        let sig = self.sign(&date, &scope, &creq);
+        let sig = self.sign(&date, scope, &creq);
 
         let mut out = String::with_capacity(
             parts.scheme.len() + parts.authority.len() + uri.len() + canonical_query.len() + 96,
@@ -257,11 +253,10 @@ impl Signer {
             &h,
             payload_sha256_hex,
         );
-        let scope = self.scope(&date);
-        let sig = self.sign(&date, &scope, &creq);
+        let credential = self.credential(&date);
+        let sig = self.sign(&date, self.scope_of(&credential), &creq);
         let authorization = format!(
-            "{ALGORITHM} Credential={}/{scope},SignedHeaders={},Signature={}",
-            self.creds.access_key_id,
+            "{ALGORITHM} Credential={credential},SignedHeaders={},Signature={}",
             &creq[signed],
             sig.as_str()
         );
@@ -280,11 +275,8 @@ impl Signer {
     }
 
     /// `date/region/service/aws4_request` for this signer.
-    pub(crate) fn scope(&self, date: &AmzDate) -> String {
-        crate::canonical::credential_scope(date.date(), &self.region, &self.service)
-    }
-
-    /// `access-key-id/scope`, written once (no intermediate scope string).
+    /// `access-key-id/scope`: every signature needs both, so the scope is
+    /// not built on its own but read back from here ([`Self::scope_of`]).
     pub(crate) fn credential(&self, date: &AmzDate) -> String {
         let id = &self.creds.access_key_id;
         let mut out = String::with_capacity(id.len() + self.region.len() + self.service.len() + 25);
@@ -301,6 +293,11 @@ impl Signer {
             out.push_str(part);
         }
         out
+    }
+
+    /// The scope part of a [`Self::credential`].
+    fn scope_of<'c>(&self, credential: &'c str) -> &'c str {
+        &credential[self.creds.access_key_id.len() + 1..]
     }
 
     pub(crate) fn sign(&self, date: &AmzDate, scope: &str, canonical_request: &str) -> Hex64 {
