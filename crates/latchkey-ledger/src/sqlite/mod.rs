@@ -10,10 +10,12 @@
 //! Outbox delivery and leases are in [`delivery`].
 
 mod delivery;
+mod inline;
 mod processing;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +27,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 
+use self::inline::InlineReads;
 use self::writer::Writer;
 use crate::attach::{self, Decision};
 use crate::error::{is_unique_violation, url_error};
@@ -49,6 +52,9 @@ pub struct SqliteLedger {
     pool: SqlitePool,
     /// Every write goes through here, see [`writer`].
     writer: Writer,
+    /// Lookups by id and by key, on the calling thread (see [`inline`]);
+    /// `None` for an in-memory database.
+    inline: Option<Arc<InlineReads>>,
 }
 
 impl SqliteLedger {
@@ -81,6 +87,7 @@ impl SqliteLedger {
             // undoes a statement of a transaction still open, so memory
             // is enough.
             .pragma("temp_store", "memory");
+        let inline = (!is_memory(url)).then(|| Arc::new(InlineReads::new(connect.get_filename())));
         let pool = if is_memory(url) {
             // An in-memory database lives only as long as a connection to
             // it, and shared-cache connections report lock conflicts as
@@ -108,7 +115,11 @@ impl SqliteLedger {
             check_migrated(&mut *pool.acquire().await?, &MIGRATOR).await?;
         }
         let writer = Writer::spawn(pool.clone());
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            inline,
+        })
     }
 }
 
@@ -332,7 +343,11 @@ impl UploadRepo for SqliteLedger {
     }
 
     async fn get(&self, id: UploadId) -> Result<Option<Upload>, LedgerError> {
-        upload_by_id(&self.pool, &id.to_string()).await
+        let id = id.to_string();
+        if let Some(found) = self.inline.as_ref().and_then(|r| r.upload_by_id(&id)) {
+            return found.map(UploadRow::into_upload).transpose();
+        }
+        upload_by_id(&self.pool, &id).await
     }
 
     async fn list(&self, user: &UserId, filter: &ListFilter) -> Result<Vec<Upload>, LedgerError> {
@@ -450,6 +465,13 @@ impl UploadRepo for SqliteLedger {
     }
 
     async fn find_by_key(&self, key: &ObjectKey) -> Result<Option<Upload>, LedgerError> {
+        if let Some(found) = self
+            .inline
+            .as_ref()
+            .and_then(|r| r.upload_by_key(key.as_str()))
+        {
+            return found.map(UploadRow::into_upload).transpose();
+        }
         upload_where(&self.pool, "WHERE key = ?", key.as_str(), None).await
     }
 

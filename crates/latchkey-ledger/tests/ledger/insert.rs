@@ -212,12 +212,18 @@ async fn concurrent_inserts_each_get_their_own_row(db: Db) {
         }
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            (u.clone(), ledger.insert(&u, None).await)
+            let inserted = ledger.insert(&u, None).await;
+            // Read at once, while other inserts are still being written: an
+            // acknowledged insert is there for every later read (on SQLite
+            // `get` reads on its own connections, beside the writer's).
+            let read = ledger.get(u.id).await;
+            (u, inserted, read)
         }));
     }
     for t in tasks {
-        let (u, result) = t.await.unwrap();
-        assert_eq!(result.unwrap(), Inserted::New(u.clone()));
+        let (u, inserted, read) = t.await.unwrap();
+        assert_eq!(inserted.unwrap(), Inserted::New(u.clone()));
+        assert_eq!(read.unwrap(), Some(u.clone()));
         assert_eq!(db.ledger.get(u.id).await.unwrap(), Some(u));
     }
 }
