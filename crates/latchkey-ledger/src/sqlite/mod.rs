@@ -190,27 +190,22 @@ async fn check_quota(
     quota.admit(used, upload.size)
 }
 
-/// Inserts `row` and reads it back in the same statement, so the caller
-/// holds exactly what `get` will return (times truncated to milliseconds).
-async fn insert_row(
-    conn: &mut SqliteConnection,
-    row: &UploadRow,
-) -> Result<UploadRow, LedgerError> {
-    let mut stored = insert_rows(conn, &[row]).await?;
-    stored
-        .pop()
-        .ok_or_else(|| LedgerError::Corrupt(format!("the insert of {} returned no row", row.id)))
+/// Inserts `row`. No trigger or default changes an `uploads` column, so
+/// the row as bound is the row stored, and what `get` will return once it
+/// is decoded (times are already whole milliseconds in an [`UploadRow`]).
+async fn insert_row(conn: &mut SqliteConnection, row: &UploadRow) -> Result<(), LedgerError> {
+    insert_rows(conn, &[row]).await
 }
 
-/// Inserts `rows` with one statement and reads them back (`RETURNING`, in
-/// no particular order). The group-commit writer hands a run of queued
-/// inserts here together: one round trip to sqlx's SQLite worker thread for
-/// all of them instead of one each (those hops were most of a grant's CPU).
-/// A statement is atomic, so when it fails nothing of it was written.
-async fn insert_rows(
-    conn: &mut SqliteConnection,
-    rows: &[&UploadRow],
-) -> Result<Vec<UploadRow>, LedgerError> {
+/// Inserts `rows` with one statement. The group-commit writer hands a run
+/// of queued inserts here together, in chunks whose sizes are powers of two
+/// ([`insert_chunk_len`]): one round trip to sqlx's SQLite worker thread
+/// per chunk instead of one per row, and a statement SQLite parsed once and
+/// sqlx keeps (one for each of the seven sizes). Nothing is read back: a
+/// `RETURNING` row is copied value by value and sent across that thread
+/// boundary on its own, which cost more than the insert. A statement is
+/// atomic, so when it fails nothing of it was written.
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[&UploadRow]) -> Result<(), LedgerError> {
     let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) "));
     qb.push_values(rows, |mut b, row| {
         b.push_bind(&row.id)
@@ -238,16 +233,18 @@ async fn insert_rows(
             .push_bind(&row.thumbhash)
             .push_bind(&row.variants);
     });
-    qb.push(format!(" RETURNING {UPLOAD_COLUMNS}"));
-    // One cached statement for the one-row form; a combined insert's SQL
-    // depends on how many rows it carries, so it is not kept.
     let result = qb
-        .build_query_as::<UploadRow>()
-        .persistent(rows.len() == 1)
-        .fetch_all(conn)
+        .build()
+        .persistent(rows.len() == insert_chunk_len(rows.len()))
+        .execute(conn)
         .await;
     match result {
-        Ok(stored) => Ok(stored),
+        Ok(done) if done.rows_affected() == rows.len() as u64 => Ok(()),
+        Ok(done) => Err(LedgerError::Corrupt(format!(
+            "an insert of {} rows wrote {}",
+            rows.len(),
+            done.rows_affected()
+        ))),
         // The idempotency key was looked up first under the write lock, so
         // a duplicate here is the id or the object key.
         Err(e) if is_unique_violation(&e) => Err(LedgerError::Conflict(match rows {
@@ -258,6 +255,18 @@ async fn insert_rows(
             _ => "one of the uploads inserted together already exists".to_owned(),
         })),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The rows the next combined insert of a run of `n` takes: the largest
+/// power of two up to `n`, at most 64 (24 columns × 64 rows stays far below
+/// SQLite's limit on bound values).
+fn insert_chunk_len(n: usize) -> usize {
+    const MAX_CHUNK: usize = 64;
+    if n == 0 {
+        0
+    } else {
+        (1 << n.ilog2()).min(MAX_CHUNK)
     }
 }
 
@@ -332,7 +341,8 @@ impl UploadRepo for SqliteLedger {
                     }
                     // Decoded after the commit: nothing fallible follows the
                     // INSERT inside the write.
-                    Ok(InsertOutcome::New(insert_row(conn, &row).await?))
+                    insert_row(conn, &row).await?;
+                    Ok(InsertOutcome::New(row))
                 })
             })
             .await?;
@@ -605,5 +615,36 @@ impl UploadRepo for SqliteLedger {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::insert_chunk_len;
+
+    #[test]
+    fn runs_of_inserts_go_in_power_of_two_chunks_of_at_most_64() {
+        let cases = [
+            (1, 1),
+            (2, 2),
+            (3, 2),
+            (37, 32),
+            (63, 32),
+            (64, 64),
+            (65, 64),
+            (256, 64),
+        ];
+        for (run, chunk) in cases {
+            assert_eq!(insert_chunk_len(run), chunk, "run of {run}");
+        }
+        // Chunk after chunk, a run is used up exactly.
+        for run in 1..=300 {
+            let (mut left, mut chunks) = (run, 0);
+            while left > 0 {
+                left -= insert_chunk_len(left);
+                chunks += 1;
+            }
+            assert!(chunks <= run / 64 + 7, "run of {run}: {chunks} chunks");
+        }
     }
 }

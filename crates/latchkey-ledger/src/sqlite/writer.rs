@@ -21,12 +21,12 @@
 //! statement ([`Writer::write_one`]) skips the savepoint: SQLite makes one
 //! statement atomic, so when it fails it has changed nothing. And a run of
 //! queued plain inserts ([`Writer::insert`], a grant's row when nothing has
-//! to be read first) goes in as one multi-row INSERT: one hop for the run.
-//! Should that statement fail (one row's key is taken), nothing of it was
-//! written and the run's inserts are made one by one, so only the bad one
-//! fails.
+//! to be read first) goes in as multi-row INSERTs, a chunk of 2, 4 … 64 rows
+//! each: one hop per chunk, and seven statements in all, so SQLite parses
+//! each once. Should a chunk's statement fail (one row's key is taken),
+//! nothing of it was written and that chunk's inserts are made one by one,
+//! so only the bad one fails.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,8 +67,8 @@ trait Op: Send {
     fn plain_insert(&self) -> Option<&UploadRow> {
         None
     }
-    /// Takes the stored row of a plain insert made together with others.
-    fn inserted(&mut self, _stored: UploadRow) {}
+    /// Records that a plain insert was made together with others.
+    fn inserted(&mut self) {}
 }
 
 /// Answers a caller: the write's own failure is its answer whatever the
@@ -91,7 +91,7 @@ fn answer<T>(
 /// A new row with nothing to read first: see [`Writer::insert`].
 struct PlainInsert {
     row: UploadRow,
-    result: Option<Result<UploadRow, LedgerError>>,
+    result: Option<Result<(), LedgerError>>,
     reply: oneshot::Sender<Result<UploadRow, LedgerError>>,
 }
 
@@ -113,15 +113,18 @@ impl Op for PlainInsert {
     }
 
     fn finish(self: Box<Self>, batch: Result<(), Arc<LedgerError>>) {
-        let _ = self.reply.send(answer(self.result, batch));
+        // The row as bound is the row stored (see `insert_rows`).
+        let row = self.row;
+        let result = self.result.map(|r| r.map(|()| row));
+        let _ = self.reply.send(answer(result, batch));
     }
 
     fn plain_insert(&self) -> Option<&UploadRow> {
         self.result.is_none().then_some(&self.row)
     }
 
-    fn inserted(&mut self, stored: UploadRow) {
-        self.result = Some(Ok(stored));
+    fn inserted(&mut self) {
+        self.result = Some(Ok(()));
     }
 }
 
@@ -265,9 +268,15 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut [Box<dyn Op>]) -> Result<()
             .iter()
             .take_while(|op| op.plain_insert().is_some())
             .count();
-        let (now, later) = std::mem::take(&mut rest).split_at_mut(run.max(1));
+        // A run of plain inserts goes in by chunks (see `insert_rows`).
+        let take = if run >= 2 {
+            super::insert_chunk_len(run)
+        } else {
+            1
+        };
+        let (now, later) = std::mem::take(&mut rest).split_at_mut(take);
         rest = later;
-        if run >= 2 && insert_together(&mut tx, now).await {
+        if take >= 2 && insert_together(&mut tx, now).await {
             continue;
         }
         // One op, or a run whose combined insert failed (nothing of it was
@@ -289,21 +298,15 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut [Box<dyn Op>]) -> Result<()
     Ok(())
 }
 
-/// Inserts the rows of a run of plain inserts with one statement; says
-/// whether it did (if not, nothing was written).
+/// Inserts the rows of a chunk of plain inserts with one statement; says
+/// whether it did (if not, nothing of it was written).
 async fn insert_together(conn: &mut SqliteConnection, ops: &mut [Box<dyn Op>]) -> bool {
     let rows: Vec<&UploadRow> = ops.iter().filter_map(|op| op.plain_insert()).collect();
-    let Ok(stored) = super::insert_rows(conn, &rows).await else {
+    if super::insert_rows(conn, &rows).await.is_err() {
         return false;
-    };
-    let mut by_id: HashMap<String, UploadRow> =
-        stored.into_iter().map(|r| (r.id.clone(), r)).collect();
+    }
     for op in ops {
-        // Every row comes back (RETURNING); one that did not would be
-        // answered "never run" in `finish`.
-        if let Some(stored) = op.plain_insert().and_then(|r| by_id.remove(&r.id)) {
-            op.inserted(stored);
-        }
+        op.inserted();
     }
     true
 }

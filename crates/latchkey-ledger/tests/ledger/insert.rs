@@ -15,6 +15,7 @@ conformance!(
     duplicate_ids_and_keys_conflict,
     only_pending_rows_can_be_inserted,
     a_failing_insert_leaves_concurrent_ones_intact,
+    one_failing_insert_among_many_fails_alone,
     concurrent_inserts_each_get_their_own_row,
 );
 
@@ -192,8 +193,54 @@ async fn a_failing_insert_leaves_concurrent_ones_intact(db: Db) {
     assert_eq!(db.ledger.get(taken.id).await.unwrap(), Some(taken));
 }
 
+/// As above with the bad insert alone among a hundred: on SQLite the
+/// writer inserts a queued run in chunks, and only the chunk holding the
+/// bad row falls back to one insert at a time.
+async fn one_failing_insert_among_many_fails_alone(db: Db) {
+    let taken = upload("alice", "photo");
+    db.ledger.insert(&taken, None).await.unwrap();
+    let n = 100;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let ledger = db.ledger.clone();
+        let barrier = barrier.clone();
+        let mut u = upload("alice", "photo");
+        if i == 70 {
+            u.key = taken.key.clone();
+        }
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (u.clone(), ledger.insert(&u, None).await)
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        let (u, result) = t.await.unwrap();
+        let stored = db.ledger.get(u.id).await.unwrap();
+        if u.key == taken.key {
+            assert!(
+                matches!(result, Err(LedgerError::Conflict(_))),
+                "{result:?}"
+            );
+            assert_eq!(stored, None);
+            failed += 1;
+        } else {
+            assert_eq!(result.unwrap(), Inserted::New(u.clone()));
+            assert_eq!(stored, Some(u));
+        }
+    }
+    assert_eq!(failed, 1);
+    let (_bytes, count) = db
+        .ledger
+        .usage(&taken.user_id, &taken.profile)
+        .await
+        .unwrap();
+    assert_eq!(count, n as u64, "{n} rows: the first and the 99 good ones");
+}
+
 /// Many grants at once: on SQLite the writer inserts a queued run of them
-/// with one statement. Each caller must get back exactly its own row, with
+/// with a statement per chunk. Each caller must get back exactly its own row, with
 /// every field, and the rows must all be there — including a run mixed with
 /// inserts that read first (idempotency key) and ones of other users.
 async fn concurrent_inserts_each_get_their_own_row(db: Db) {
