@@ -159,54 +159,37 @@ async fn only_pending_rows_can_be_inserted(db: Db) {
 /// alone. (The SQLite ledger commits concurrent writes together; a write's
 /// failure must undo that write only, and the others must be durable.)
 async fn a_failing_insert_leaves_concurrent_ones_intact(db: Db) {
-    let taken = upload("alice", "photo");
-    db.ledger.insert(&taken, None).await.unwrap();
-    let n = 40;
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let ledger = db.ledger.clone();
-        let barrier = barrier.clone();
-        let mut u = upload("alice", "photo");
-        if i % 2 == 1 {
-            u.key = taken.key.clone();
-        }
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            (u.clone(), ledger.insert(&u, None).await)
-        }));
-    }
-    for t in tasks {
-        let (u, result) = t.await.unwrap();
-        let stored = db.ledger.get(u.id).await.unwrap();
-        if u.key == taken.key {
-            assert!(
-                matches!(result, Err(LedgerError::Conflict(_))),
-                "{result:?}"
-            );
-            assert_eq!(stored, None);
-        } else {
-            assert_eq!(result.unwrap(), Inserted::New(u.clone()));
-            assert_eq!(stored, Some(u));
-        }
-    }
-    assert_eq!(db.ledger.get(taken.id).await.unwrap(), Some(taken));
+    assert_eq!(race_against_a_taken_key(&db, 40, |i| i % 2 == 1).await, 20);
 }
 
 /// As above with the bad insert alone among a hundred: on SQLite the
 /// writer inserts a queued run in chunks, and only the chunk holding the
 /// bad row falls back to one insert at a time.
 async fn one_failing_insert_among_many_fails_alone(db: Db) {
+    assert_eq!(race_against_a_taken_key(&db, 100, |i| i == 70).await, 1);
+    let alice = upload("alice", "photo");
+    let (_bytes, count) = db
+        .ledger
+        .usage(&alice.user_id, &alice.profile)
+        .await
+        .unwrap();
+    assert_eq!(count, 100, "the first row and the 99 good ones");
+}
+
+/// Stores one upload, then inserts `n` at once, those `bad(i)` picks with
+/// that upload's key. Each bad insert must fail with a conflict and leave no
+/// row; every other one must be stored as sent; the first upload stays.
+/// Returns how many failed.
+async fn race_against_a_taken_key(db: &Db, n: usize, bad: impl Fn(usize) -> bool) -> usize {
     let taken = upload("alice", "photo");
     db.ledger.insert(&taken, None).await.unwrap();
-    let n = 100;
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::new();
     for i in 0..n {
         let ledger = db.ledger.clone();
         let barrier = barrier.clone();
         let mut u = upload("alice", "photo");
-        if i == 70 {
+        if bad(i) {
             u.key = taken.key.clone();
         }
         tasks.push(tokio::spawn(async move {
@@ -230,13 +213,8 @@ async fn one_failing_insert_among_many_fails_alone(db: Db) {
             assert_eq!(stored, Some(u));
         }
     }
-    assert_eq!(failed, 1);
-    let (_bytes, count) = db
-        .ledger
-        .usage(&taken.user_id, &taken.profile)
-        .await
-        .unwrap();
-    assert_eq!(count, n as u64, "{n} rows: the first and the 99 good ones");
+    assert_eq!(db.ledger.get(taken.id).await.unwrap(), Some(taken));
+    failed
 }
 
 /// Many grants at once: on SQLite the writer inserts a queued run of them
