@@ -7,7 +7,8 @@
 //! insert, the re-read after a transition) atomic, and makes a contended
 //! writer wait in `busy_timeout` instead of failing.
 //!
-//! Outbox delivery and leases are in [`delivery`].
+//! Outbox delivery and leases are in [`delivery`]; lookups by id and by key
+//! run on the caller's thread, in [`inline`].
 
 mod delivery;
 mod inline;
@@ -48,7 +49,8 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 #[derive(Clone, Debug)]
 pub struct SqliteLedger {
-    /// Reads use the pool directly (WAL lets them run beside the writer).
+    /// Reads use the pool directly (WAL lets them run beside the writer),
+    /// all but the two point reads of `inline`.
     pool: SqlitePool,
     /// Every write goes through here, see [`writer`].
     writer: Writer,
