@@ -31,13 +31,17 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::rows::{UPLOAD_COLUMNS, UploadRow};
 
-/// Idle connections kept: about one per thread that reads at once (tokio's
-/// workers); more are opened when needed and closed after.
-const KEEP_IDLE: usize = 8;
+/// Idle connections kept, at least: more are opened when needed and
+/// closed after, unless fewer than one per CPU are kept (see `keep_idle`).
+const MIN_IDLE: usize = 8;
 
 pub(super) struct InlineReads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// About one per thread that may read at once: tokio runs a worker per
+    /// CPU, and opening a connection (and parsing the schema on its first
+    /// query) costs far more than the lookup.
+    keep_idle: usize,
     by_id: String,
     by_key: String,
 }
@@ -55,6 +59,8 @@ impl InlineReads {
         Self {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            keep_idle: std::thread::available_parallelism()
+                .map_or(MIN_IDLE, |n| n.get().max(MIN_IDLE)),
             by_id: format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1"),
             by_key: format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE key = ?1"),
         }
@@ -117,7 +123,7 @@ impl InlineReads {
 
     fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < KEEP_IDLE {
+        if idle.len() < self.keep_idle {
             idle.push(conn);
         }
     }
@@ -158,6 +164,7 @@ mod tests {
     use latchkey_domain::UploadId;
 
     use super::super::{SqliteLedger, upload_by_id, upload_where};
+    use super::MIN_IDLE;
     use crate::rows::UPLOAD_COLUMNS;
     use crate::{OpenOptions, UploadRepo};
 
@@ -237,6 +244,17 @@ mod tests {
         assert_eq!(format!("{got:?}"), format!("{pooled:?}"));
         // The failed connection was not kept; the next read still works.
         assert!(matches!(inline.upload_by_id("nope"), Some(None)));
+    }
+
+    #[tokio::test]
+    async fn one_reader_at_a_time_reuses_one_connection() {
+        let (_dir, ledger) = ledger().await;
+        let inline = ledger.inline.as_ref().unwrap();
+        for _ in 0..10 {
+            assert!(matches!(inline.upload_by_id("nope"), Some(None)));
+        }
+        assert_eq!(inline.idle.lock().unwrap().len(), 1);
+        assert!(inline.keep_idle >= MIN_IDLE);
     }
 
     #[tokio::test]
