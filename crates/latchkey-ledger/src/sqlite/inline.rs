@@ -29,7 +29,8 @@ use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
-use crate::rows::{UPLOAD_COLUMNS, UploadRow};
+use super::select_uploads;
+use crate::rows::UploadRow;
 
 /// Idle connections kept, at least: more are opened when needed and
 /// closed after, unless fewer than one per CPU are kept (see `keep_idle`).
@@ -61,8 +62,8 @@ impl InlineReads {
             idle: Mutex::new(Vec::new()),
             keep_idle: std::thread::available_parallelism()
                 .map_or(MIN_IDLE, |n| n.get().max(MIN_IDLE)),
-            by_id: format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1"),
-            by_key: format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE key = ?1"),
+            by_id: select_uploads("WHERE id = ?1"),
+            by_key: select_uploads("WHERE key = ?1"),
         }
     }
 
@@ -129,7 +130,8 @@ impl InlineReads {
     }
 }
 
-/// Decodes a row selected as [`UPLOAD_COLUMNS`], in that order.
+/// Decodes a row selected as [`UPLOAD_COLUMNS`](crate::rows::UPLOAD_COLUMNS),
+/// in that order.
 fn upload_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
     Ok(UploadRow {
         id: r.get(0)?,

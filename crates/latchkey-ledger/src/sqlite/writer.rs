@@ -269,18 +269,15 @@ async fn commit_batch(pool: &SqlitePool, batch: &mut [Box<dyn Op>]) -> Result<()
             .take_while(|op| op.plain_insert().is_some())
             .count();
         // A run of plain inserts goes in by chunks (see `insert_rows`).
-        let take = if run >= 2 {
-            super::insert_chunk_len(run)
-        } else {
-            1
-        };
+        // An op that is not a plain insert (run 0) goes alone.
+        let take = super::insert_chunk_len(run).max(1);
         let (now, later) = std::mem::take(&mut rest).split_at_mut(take);
         rest = later;
         if take >= 2 && insert_together(&mut tx, now).await {
             continue;
         }
-        // One op, or a run whose combined insert failed (nothing of it was
-        // written): each on its own.
+        // One op, or a chunk whose combined insert failed (nothing of it
+        // was written): each on its own.
         for op in now {
             if !op.guarded() {
                 op.apply(&mut tx).await;
