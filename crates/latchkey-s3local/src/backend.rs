@@ -275,6 +275,7 @@ impl S3 for Backend {
             },
             last_modified_ms: now_ms(),
             parts_count: None,
+            pieces: Vec::new(),
         };
         let meta = self.commit(got.staged, meta, &cond).await?;
         let c = &meta.checksums;

@@ -7,6 +7,7 @@
 //! index.db (+ -wal, -shm)          key → metadata and data file name (see `index`)
 //! tmp/<uuid>                       bodies being received; wiped at open
 //! objects/<hh>/<h>.<uuid>.data     an object's bytes
+//! objects/<hh>/<h>.<uuid>.parts/   or its pieces, after multipart (see `pieces`)
 //! uploads/<upload-id>/...          multipart uploads in progress (see `multipart`)
 //! ```
 //!
@@ -33,6 +34,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::index::Index;
+use crate::pieces::{FOLDER_SUFFIX, Lease, Readers, piece_name, remove_data};
 
 /// Everything known about one stored object; also the JSON the index stores
 /// (and the shape of the per-object sidecars of the layout before it).
@@ -55,6 +57,10 @@ pub(crate) struct ObjectMeta {
     pub last_modified_ms: i64,
     #[serde(default)]
     pub parts_count: Option<u32>,
+    /// Sizes of the pieces when `data` names a folder of them (a multipart
+    /// upload kept as its parts, see `pieces`); empty for a data file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pieces: Vec<u64>,
 }
 
 impl ObjectMeta {
@@ -116,7 +122,8 @@ pub(crate) enum CommitError {
     Io(#[from] io::Error),
 }
 
-/// A temp file holding a body that is not (yet) an object. Removed on drop
+/// A temp file (or a folder of pieces) holding a body that is not (yet) an
+/// object. Removed on drop
 /// unless committed, so every error path cleans up after itself.
 #[derive(Debug)]
 pub(crate) struct Staged {
@@ -143,7 +150,7 @@ impl Staged {
 impl Drop for Staged {
     fn drop(&mut self) {
         if self.armed {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = remove_data(&self.path);
         }
     }
 }
@@ -154,6 +161,7 @@ pub(crate) struct Disk {
     uploads: PathBuf,
     bucket_created: OffsetDateTime,
     index: Index,
+    readers: Arc<Readers>,
 }
 
 pub(crate) fn key_hash(key: &str) -> String {
@@ -199,7 +207,8 @@ impl Disk {
         })
         .await
         .map_err(Error::io("opening the data folder"))?;
-        let index = Index::open(&index_path, &objects)
+        let readers = Readers::new(tmp.clone());
+        let index = Index::open(&index_path, &objects, readers.clone())
             .await
             .map_err(Error::io("opening the object index"))?;
         Ok(Self {
@@ -208,6 +217,7 @@ impl Disk {
             uploads,
             bucket_created,
             index,
+            readers,
         })
     }
 
@@ -237,6 +247,18 @@ impl Disk {
         fanout_dir(&self.objects, &meta.data).join(&meta.data)
     }
 
+    /// Keeps a folder object's pieces in place while they are read. `None`
+    /// when the folder is gone (the object was replaced or deleted after
+    /// `meta` was looked up).
+    pub async fn enter(&self, meta: &ObjectMeta) -> io::Result<Option<Lease>> {
+        let lease = self.readers.enter(self.data_path(meta));
+        match tokio::fs::metadata(lease.folder()).await {
+            Ok(_) => Ok(Some(lease)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Moves a fully received, fsynced temp file into place as `meta.key`.
     /// `meta.data` is assigned here.
     pub async fn commit(
@@ -246,7 +268,12 @@ impl Disk {
         cond: &Condition,
     ) -> Result<Arc<ObjectMeta>, CommitError> {
         let hash = key_hash(&meta.key);
-        meta.data = format!("{hash}.{}.data", Uuid::new_v4().simple());
+        let suffix = if meta.pieces.is_empty() {
+            ".data"
+        } else {
+            FOLDER_SUFFIX
+        };
+        meta.data = format!("{hash}.{}{suffix}", Uuid::new_v4().simple());
         let dir = fanout_dir(&self.objects, &hash);
         let data_path = dir.join(&meta.data);
         let objects = self.objects.clone();
@@ -260,7 +287,7 @@ impl Disk {
             }
             std::fs::rename(&src, &data_path)?;
             sync_dir(&dir).inspect_err(|_| {
-                let _ = std::fs::remove_file(&data_path);
+                let _ = remove_data(&data_path);
             })
         })
         .await?;
@@ -276,22 +303,41 @@ impl Disk {
         Ok(self.index.remove(key).await?.map(Arc::new))
     }
 
-    /// A new temp file with the same bytes as `src`: a hard link when the
-    /// filesystem allows (data files are immutable), else a copy.
+    /// A new temp file (or folder of pieces) with the same bytes as `src`:
+    /// hard links when the filesystem allows (data files and pieces are
+    /// immutable), else copies.
     pub async fn clone_data(&self, src: &ObjectMeta) -> io::Result<Staged> {
-        let from = self.data_path(src);
         let staged = Staged::new(self.temp_path());
         let to = staged.path().to_path_buf();
+        if src.pieces.is_empty() {
+            let from = self.data_path(src);
+            blocking(move || link_or_copy(&from, &to)).await?;
+            return Ok(staged);
+        }
+        let lease = self
+            .enter(src)
+            .await?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let count = src.pieces.len();
         blocking(move || {
-            if std::fs::hard_link(&from, &to).is_err() {
-                std::fs::copy(&from, &to)?;
-                std::fs::File::open(&to)?.sync_all()?;
+            std::fs::create_dir(&to)?;
+            for index in 0..count {
+                let name = piece_name(index);
+                link_or_copy(&lease.folder().join(&name), &to.join(&name))?;
             }
-            Ok(())
+            sync_dir(&to)
         })
         .await?;
         Ok(staged)
     }
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to)?;
+        std::fs::File::open(to)?.sync_all()?;
+    }
+    Ok(())
 }
 
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -356,6 +402,7 @@ mod tests {
             attrs: Default::default(),
             last_modified_ms: 0,
             parts_count: None,
+            pieces: Vec::new(),
         }
     }
 

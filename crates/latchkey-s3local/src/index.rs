@@ -39,9 +39,14 @@ use sqlx::{Connection as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::disk::{CommitError, Condition, ObjectMeta, blocking, fanout_dir};
+use crate::pieces::{self, Readers};
 
 /// The schema this code writes; `PRAGMA user_version` of the file.
-const SCHEMA_VERSION: i64 = 1;
+///
+/// 2: a row's `data` may name a folder of pieces (`pieces`). The table is
+/// unchanged, but a build that knows only data files would read such a
+/// row's folder as missing and drop the row, so it must refuse the file.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
@@ -183,7 +188,7 @@ fn parse(json: &str) -> io::Result<ObjectMeta> {
 impl Index {
     /// Opens (creating if missing) `path`, repairs it against the data files
     /// under `objects` (see [`repair`]) and starts the writer.
-    pub async fn open(path: &Path, objects: &Path) -> io::Result<Self> {
+    pub async fn open(path: &Path, objects: &Path, readers: Arc<Readers>) -> io::Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -210,7 +215,13 @@ impl Index {
             .map_err(db_error)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let recent = Arc::new(Recent::default());
-        tokio::spawn(write_loop(conn, rx, objects.to_path_buf(), recent.clone()));
+        tokio::spawn(write_loop(
+            conn,
+            rx,
+            objects.to_path_buf(),
+            recent.clone(),
+            readers,
+        ));
         Ok(Self {
             pool,
             writer: tx,
@@ -425,7 +436,7 @@ async fn repair(conn: &mut SqliteConnection, objects: &Path) -> io::Result<()> {
         blocking(move || {
             for path in remove {
                 tracing::info!(file = %path.display(), "removing orphaned data file");
-                let _ = std::fs::remove_file(path);
+                let _ = pieces::remove_data(&path);
             }
             Ok(())
         })
@@ -438,7 +449,8 @@ async fn repair(conn: &mut SqliteConnection, objects: &Path) -> io::Result<()> {
 /// What one fan-out folder holds.
 struct Fanout {
     dir: PathBuf,
-    /// Every file that is not a sidecar: data files, named or not.
+    /// Every file that is not a sidecar, and every folder of pieces: data,
+    /// named or not.
     data: HashSet<String>,
     /// `<hash>.json` files of the old layout.
     sidecars: Vec<String>,
@@ -460,10 +472,11 @@ fn read_fanout(dir: &Path) -> io::Result<Fanout> {
     };
     for entry in entries {
         let entry = entry?;
-        if !entry.file_type()?.is_file() {
+        let kind = entry.file_type()?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(kind.is_file() || kind.is_dir() && pieces::is_folder(&name)) {
             continue;
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".json") {
             out.sidecars.push(name);
         } else {
@@ -532,6 +545,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Op>,
     objects: PathBuf,
     recent: Arc<Recent>,
+    readers: Arc<Readers>,
 ) {
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -573,11 +587,18 @@ async fn write_loop(
         }
         if !stale.is_empty() {
             // Readers that already opened a replaced file keep reading it
-            // (unlink semantics); a failed removal leaves an orphan that the
-            // next open's repair deletes.
+            // (unlink semantics), and a folder of pieces waits for its
+            // readers; a failed removal leaves an orphan that the next
+            // open's repair deletes.
+            let readers = readers.clone();
             tokio::task::spawn_blocking(move || {
                 for path in stale {
-                    if let Err(err) = std::fs::remove_file(&path)
+                    if path
+                        .file_name()
+                        .is_some_and(|n| pieces::is_folder(&n.to_string_lossy()))
+                    {
+                        readers.remove(&path);
+                    } else if let Err(err) = std::fs::remove_file(&path)
                         && err.kind() != io::ErrorKind::NotFound
                     {
                         tracing::warn!(%err, "could not remove a replaced data file");

@@ -16,6 +16,8 @@
 //!   `backend::read` serves GET/HEAD.
 //! - `list`: `ListObjectsV2` / `ListObjects` paging over the index.
 //! - `multipart`: multipart uploads; `multipart::listing` lists parts/uploads.
+//! - `pieces`: completed multipart objects kept as their parts (a folder of
+//!   pieces), read across piece boundaries, removed once no reader is in them.
 //! - `access`: what every request must satisfy before an operation runs.
 //! - `post`: what s3s leaves to us for browser POST uploads.
 //! - `server`: the hyper accept loop and the CORS layer around the service.
@@ -30,6 +32,7 @@ mod index;
 mod ingest;
 mod list;
 mod multipart;
+mod pieces;
 mod post;
 mod server;
 mod signature_answers;

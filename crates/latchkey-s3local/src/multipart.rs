@@ -4,9 +4,9 @@
 //! Each upload is a folder `uploads/<upload-id>/` holding `upload.json` (key,
 //! headers, metadata) and, per part, `<n>.json` naming an immutable
 //! `<n>.<uuid>.part` file (re-uploading a part swaps the JSON atomically, as
-//! objects do). Completing concatenates the parts into a temp file while
-//! hashing, then commits it like a PUT; the ETag is the usual
-//! md5-of-part-md5s with a `-N` suffix.
+//! objects do). Completing links the parts into a folder of pieces (see
+//! `pieces`) while hashing them, then commits it like a PUT, so no byte is
+//! copied; the ETag is the usual md5-of-part-md5s with a `-N` suffix.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read as _, Write as _};
@@ -389,58 +389,86 @@ fn chosen_parts(
     Ok(chosen)
 }
 
-/// Makes `out` the object's bytes, returning (size, hex sha256). One part
-/// becomes the object as it is, by a hard link (part files are immutable
-/// and already fsynced, and the upload's folder goes once the object is
-/// committed): a small multipart upload, or the tail of a tus upload, is
-/// not copied, only hashed if its hash was not taken on arrival. Anything
-/// else is concatenated.
-fn assemble(dir: &Path, parts: &[PartMeta], out: &Path) -> io::Result<(u64, String)> {
+/// The object a completed upload becomes, in `out`.
+struct Assembled {
+    size: u64,
+    sha256: String,
+    /// The pieces' sizes when `out` is a folder of them.
+    pieces: Vec<u64>,
+}
+
+/// Makes `out` the object's bytes from its parts, by hard links: part
+/// files are immutable and already fsynced, and the upload's folder goes
+/// once the object is committed. One part becomes the object's data file
+/// (only hashed if its hash was not taken on arrival); several become a
+/// folder of pieces, hashed in order. Where hard links fail, the parts are
+/// concatenated into one file.
+fn assemble(dir: &Path, parts: &[PartMeta], out: &Path) -> io::Result<Assembled> {
     if let [part] = parts
         && std::fs::hard_link(dir.join(&part.data), out).is_ok()
     {
         let sha256 = match &part.sha256 {
             Some(known) => known.clone(),
-            None => hex::encode(hash_file(out)?),
+            None => hex::encode(copy_hashing(&[out.to_path_buf()], None)?.1),
         };
-        return Ok((part.size, sha256));
+        return Ok(Assembled {
+            size: part.size,
+            sha256,
+            pieces: Vec::new(),
+        });
     }
-    let (size, sha256) = concatenate(dir, parts, out)?;
-    Ok((size, hex::encode(sha256)))
-}
-
-fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut file = std::fs::File::open(path)?;
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(sha.finalize().into());
-        }
-        sha.update(&buf[..n]);
+    let files: Vec<PathBuf> = parts.iter().map(|p| dir.join(&p.data)).collect();
+    if parts.len() > 1 && link_pieces(&files, out).is_ok() {
+        let (size, sha256) = copy_hashing(&files, None)?;
+        return Ok(Assembled {
+            size,
+            sha256: hex::encode(sha256),
+            pieces: parts.iter().map(|p| p.size).collect(),
+        });
     }
-}
-
-/// Concatenates the parts into `out`, returning (size, sha256).
-fn concatenate(dir: &Path, parts: &[PartMeta], out: &Path) -> io::Result<(u64, [u8; 32])> {
+    let _ = crate::pieces::remove_data(out);
     let mut file = std::fs::File::create(out)?;
+    let (size, sha256) = copy_hashing(&files, Some(&mut file))?;
+    file.sync_all()?;
+    Ok(Assembled {
+        size,
+        sha256: hex::encode(sha256),
+        pieces: Vec::new(),
+    })
+}
+
+/// `out` as a folder holding `files` as its pieces, durably.
+fn link_pieces(files: &[PathBuf], out: &Path) -> io::Result<()> {
+    std::fs::create_dir(out)?;
+    for (index, file) in files.iter().enumerate() {
+        std::fs::hard_link(file, out.join(crate::pieces::piece_name(index)))?;
+    }
+    sync_dir(out)
+}
+
+/// Reads `files` in order, hashing them and copying them to `out` if
+/// given; returns (size, sha256).
+fn copy_hashing(
+    files: &[PathBuf],
+    mut out: Option<&mut std::fs::File>,
+) -> io::Result<(u64, [u8; 32])> {
     let mut sha = Sha256::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    for part in parts {
-        let mut src = std::fs::File::open(dir.join(&part.data))?;
+    for path in files {
+        let mut src = std::fs::File::open(path)?;
         loop {
             let n = src.read(&mut buf)?;
             if n == 0 {
                 break;
             }
             sha.update(&buf[..n]);
-            file.write_all(&buf[..n])?;
+            if let Some(out) = out.as_deref_mut() {
+                out.write_all(&buf[..n])?;
+            }
             size += n as u64;
         }
     }
-    file.sync_all()?;
     Ok((size, sha.finalize().into()))
 }
 
@@ -499,19 +527,20 @@ async fn finish(
     let out = staged.path().to_path_buf();
     let etag = multipart_etag(&parts);
     let count = parts.len();
-    let (size, sha256) = blocking(move || assemble(&dir, &parts, &out))
+    let assembled = blocking(move || assemble(&dir, &parts, &out))
         .await
         .map_err(internal)?;
     let meta = ObjectMeta {
         key: upload.key.clone(),
         data: String::new(),
-        size,
+        size: assembled.size,
         etag,
-        sha256,
+        sha256: assembled.sha256,
         checksums: Default::default(),
         attrs: upload.attrs.clone(),
         last_modified_ms: now_ms(),
         parts_count: u32::try_from(count).ok(),
+        pieces: assembled.pieces,
     };
     backend.commit(staged, meta, cond).await
 }

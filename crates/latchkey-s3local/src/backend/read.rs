@@ -1,16 +1,17 @@
 //! Reading objects: `GetObject` (with ranges) and `HeadObject`, the
-//! conditional-request rules they share with `CopyObject`, and a file body
-//! with a known length so responses carry `Content-Length`.
+//! conditional-request rules they share with `CopyObject`, and a body of
+//! known length (one data file, or a folder's pieces) so responses carry
+//! `Content-Length`.
 
 use std::io::SeekFrom;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use futures::Stream;
+use futures::stream::{BoxStream, Stream, StreamExt as _};
 use s3s::dto::{
     ChecksumMode, ChecksumType, ETag, ETagCondition, GetObjectInput, GetObjectOutput,
     HeadObjectInput, HeadObjectOutput, StreamingBlob, Timestamp,
@@ -24,8 +25,7 @@ use tokio_util::io::ReaderStream;
 use super::Backend;
 use crate::disk::ObjectMeta;
 use crate::ingest::internal;
-
-const READ_CHUNK: usize = 256 * 1024;
+use crate::pieces::{self, Lease, READ_CHUNK};
 
 pub(crate) fn sha256_b64(meta: &ObjectMeta) -> Option<String> {
     hex::decode(&meta.sha256).ok().map(|raw| B64.encode(raw))
@@ -174,18 +174,15 @@ pub(crate) async fn get_object(
     input: GetObjectInput,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     refuse_part_number(input.part_number)?;
-    // A concurrent overwrite may delete the data file between the index lookup
+    // A concurrent overwrite may delete the data between the index lookup
     // and the open; the index then already names the new one, so look again.
     let mut attempt = 0;
-    let (meta, file) = loop {
+    let (meta, source) = loop {
         let meta = lookup(backend, &input.key).await?;
-        match tokio::fs::File::open(backend.disk.data_path(&meta)).await {
-            Ok(file) => break (meta, file),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempt < 2 => attempt += 1,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
-            }
-            Err(err) => return Err(internal(err)),
+        match open(backend, &meta).await.map_err(internal)? {
+            Some(source) => break (meta, source),
+            None if attempt < 2 => attempt += 1,
+            None => return Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
         }
     };
     check_read_conditions(
@@ -205,14 +202,19 @@ pub(crate) async fn get_object(
             .map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?,
     };
     let len = range.end - range.start;
-    let mut file = file;
-    if range.start > 0 {
-        file.seek(SeekFrom::Start(range.start))
-            .await
-            .map_err(internal)?;
-    }
+    let inner = match source {
+        Source::File(mut file) => {
+            if range.start > 0 {
+                file.seek(SeekFrom::Start(range.start))
+                    .await
+                    .map_err(internal)?;
+            }
+            ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed()
+        }
+        Source::Pieces(lease) => pieces::stream(lease, &meta.pieces, range.clone()),
+    };
     let body = FileBody {
-        inner: ReaderStream::with_capacity(file.take(len), READ_CHUNK),
+        inner: Mutex::new(inner),
         remaining: usize::try_from(len).map_err(internal)?,
     };
     let content_range = input.range.is_some().then(|| {
@@ -261,19 +263,43 @@ pub(crate) async fn get_object(
     }))
 }
 
-/// A file region as a body whose exact length s3s and hyper can see.
+/// An object's bytes, opened: its data file, or its folder of pieces held
+/// in place.
+enum Source {
+    File(tokio::fs::File),
+    Pieces(Lease),
+}
+
+/// `None` when the object's data is gone: replaced or deleted since `meta`
+/// was looked up.
+async fn open(backend: &Backend, meta: &ObjectMeta) -> std::io::Result<Option<Source>> {
+    if !meta.pieces.is_empty() {
+        return Ok(backend.disk.enter(meta).await?.map(Source::Pieces));
+    }
+    match tokio::fs::File::open(backend.disk.data_path(meta)).await {
+        Ok(file) => Ok(Some(Source::File(file))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// A region of an object as a body whose exact length s3s and hyper can
+/// see. s3s needs `Sync` bodies; the mutex gives it without ever being
+/// contended (polling has `&mut self`).
 struct FileBody {
-    inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
+    inner: Mutex<BoxStream<'static, std::io::Result<Bytes>>>,
     remaining: usize,
 }
 
 impl Stream for FileBody {
     type Item = Result<Bytes, s3s::StdError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match Pin::new(&mut self.inner).poll_next(cx) {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let inner = this.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        match inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
-                self.remaining = self.remaining.saturating_sub(bytes.len());
+                this.remaining = this.remaining.saturating_sub(bytes.len());
                 Poll::Ready(Some(Ok(bytes)))
             }
             Poll::Ready(Some(Err(err))) => {

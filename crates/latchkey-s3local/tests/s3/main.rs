@@ -9,6 +9,7 @@ mod guards;
 mod index;
 mod multipart;
 mod objects;
+mod pieces;
 mod post;
 mod post_props;
 mod presigned;
