@@ -2,12 +2,20 @@
 //! then check it against everything the client claimed (length, Content-MD5,
 //! `x-amz-checksum-*` in headers or aws-chunked trailers).
 //!
-//! Nothing is buffered beyond one write buffer, so a 1 GiB body costs the
-//! same memory as a 1 KiB one. A body that fails any check never becomes an
-//! object: the temp file is dropped with the error.
+//! Nothing is held beyond two batches of chunks (one filling, one being
+//! written), so a 1 GiB body costs the same memory as a 1 KiB one. A body
+//! that fails any check never becomes an object: the temp file is dropped
+//! with the error.
+//!
+//! The chunks arrive as `Bytes` and are kept as they are: a batch is hashed
+//! and written on a blocking thread while the next one arrives, so no byte
+//! is copied on the way to the file, and the hashing (MD5 alone costs more
+//! than the rest of a large PUT) runs beside the network instead of on the
+//! task that reads it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
 use futures::StreamExt as _;
 use md5::Md5;
 use s3s::checksum::ChecksumHasher;
@@ -15,10 +23,13 @@ use s3s::crypto::Checksum as _;
 use s3s::dto::{ChecksumAlgorithm, StreamingBlob};
 use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders, s3_error};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt as _;
+use tokio::task::JoinHandle;
 
 use crate::disk::{Checksums, Disk, Staged};
 
+/// Bytes per batch handed to the blocking thread: large enough that the
+/// hand-off is rare, small enough that two batches are little memory. A
+/// body declared shorter makes one batch of its own length.
 const WRITE_BUFFER: usize = 1 << 20;
 const MIN_WRITE_BUFFER: usize = 8 << 10;
 
@@ -139,18 +150,14 @@ pub(crate) async fn receive(
     }
 
     let staged = Staged::new(disk.temp_path());
-    let file = tokio::fs::File::create(staged.path())
+    let path = staged.path().to_path_buf();
+    let file = crate::disk::blocking(move || std::fs::File::create(path))
         .await
         .map_err(internal)?;
-    // No bigger than the body when its length is known: under load most
-    // uploads are small, and a buffer per upload in flight adds up.
-    let capacity = claims
+    let batch_len = claims
         .content_length
         .and_then(|n| usize::try_from(n).ok())
         .map_or(WRITE_BUFFER, |n| n.clamp(MIN_WRITE_BUFFER, WRITE_BUFFER));
-    let mut out = tokio::io::BufWriter::with_capacity(capacity, file);
-    let mut md5 = Md5::new();
-    // A trailer may still claim a SHA-256, so a body with trailers is hashed.
     let hash_sha256 = need == Sha256Need::Always
         || claims.sha256.is_some()
         || trailers.is_some()
@@ -158,26 +165,28 @@ pub(crate) async fn receive(
             .algorithm
             .as_ref()
             .is_some_and(|a| a.as_str() == ChecksumAlgorithm::SHA256);
-    let mut sha256 = hash_sha256.then(Sha256::new);
-    let mut extra = hasher_for(&claims);
-    let mut size: u64 = 0;
+    let mut writer = Writer::Idle(Box::new(Sink {
+        file,
+        md5: Md5::new(),
+        sha256: hash_sha256.then(Sha256::new),
+        extra: hasher_for(&claims),
+        size: 0,
+    }));
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
 
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| body_error(e.as_ref()))?;
-            md5.update(&chunk);
-            if let Some(sha256) = &mut sha256 {
-                sha256.update(&chunk);
+            batched += chunk.len();
+            batch.push(chunk);
+            if batched >= batch_len {
+                writer = writer.write(std::mem::take(&mut batch)).await?;
+                batched = 0;
             }
-            extra.update(&chunk);
-            size += chunk.len() as u64;
-            out.write_all(&chunk).await.map_err(internal)?;
         }
     }
-    out.flush().await.map_err(internal)?;
-    let file = out.into_inner();
-    file.sync_all().await.map_err(internal)?;
-    drop(file);
+    let sink = writer.finish(batch).await?;
 
     if let Some(headers) = trailers.and_then(|t| t.take()) {
         let get = |name: &str| {
@@ -193,6 +202,13 @@ pub(crate) async fn receive(
         claims.sha1 = claims.sha1.or_else(|| get("x-amz-checksum-sha1"));
     }
 
+    let Sink {
+        md5,
+        sha256,
+        extra,
+        size,
+        ..
+    } = *sink;
     let received = Received {
         staged,
         size,
@@ -201,6 +217,68 @@ pub(crate) async fn receive(
         checksums: Checksums::default(),
     };
     verify(received, &claims, extra)
+}
+
+/// The temp file and the hashes of what was written to it.
+struct Sink {
+    file: std::fs::File,
+    md5: Md5,
+    sha256: Option<Sha256>,
+    extra: ChecksumHasher,
+    size: u64,
+}
+
+impl Sink {
+    fn take(&mut self, batch: &[Bytes]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        for chunk in batch {
+            self.md5.update(chunk);
+            if let Some(sha256) = &mut self.sha256 {
+                sha256.update(chunk);
+            }
+            self.extra.update(chunk);
+            self.file.write_all(chunk)?;
+            self.size += chunk.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// The sink, or the batch being written to it on a blocking thread.
+enum Writer {
+    Idle(Box<Sink>),
+    Busy(JoinHandle<std::io::Result<Box<Sink>>>),
+}
+
+impl Writer {
+    /// Waits for the batch before (one is written at a time, in order),
+    /// then starts writing `batch`.
+    async fn write(self, batch: Vec<Bytes>) -> S3Result<Writer> {
+        let mut sink = self.sink().await?;
+        Ok(Writer::Busy(tokio::task::spawn_blocking(move || {
+            sink.take(&batch)?;
+            Ok(sink)
+        })))
+    }
+
+    /// Writes the last batch and fsyncs the file.
+    async fn finish(self, batch: Vec<Bytes>) -> S3Result<Box<Sink>> {
+        let mut sink = self.sink().await?;
+        crate::disk::blocking(move || {
+            sink.take(&batch)?;
+            sink.file.sync_all()?;
+            Ok(sink)
+        })
+        .await
+        .map_err(internal)
+    }
+
+    async fn sink(self) -> S3Result<Box<Sink>> {
+        match self {
+            Writer::Idle(sink) => Ok(sink),
+            Writer::Busy(task) => task.await.map_err(internal)?.map_err(internal),
+        }
+    }
 }
 
 fn verify(mut r: Received, claims: &Claims, extra: ChecksumHasher) -> S3Result<Received> {
