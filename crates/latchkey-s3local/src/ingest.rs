@@ -53,11 +53,15 @@ pub(crate) struct Claims {
 
 /// Whether the body's SHA-256 is needed whatever the client claims: an
 /// object keeps one; a multipart part only when the client claims one (its
-/// object's SHA-256 is taken over the assembled bytes anyway).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// object's SHA-256 is taken over its parts).
+#[derive(Debug, Clone)]
 pub(crate) enum Sha256Need {
     Always,
-    WhenClaimed,
+    /// A part. `chain` is its upload's running SHA-256 when this part is
+    /// the next one of it (see `multipart::Chain`), continued over the body.
+    Part {
+        chain: Option<Sha256>,
+    },
 }
 
 /// A body that arrived whole and matched every claim.
@@ -66,10 +70,12 @@ pub(crate) struct Received {
     pub staged: Staged,
     pub size: u64,
     pub md5: [u8; 16],
-    /// `None` only for a [`Sha256Need::WhenClaimed`] body nothing claimed a
-    /// SHA-256 of (a profile of tus uploads showed hashing each part and
-    /// then the assembled object again at ~6% of the CPU).
+    /// `None` only for a part nothing claimed a SHA-256 of (a profile of
+    /// tus uploads showed hashing each part and then the assembled object
+    /// again at ~6% of the CPU).
     pub sha256: Option<[u8; 32]>,
+    /// The running SHA-256 a part was given, continued over its bytes.
+    pub chain: Option<Sha256>,
     pub checksums: Checksums,
 }
 
@@ -158,7 +164,11 @@ pub(crate) async fn receive(
         .content_length
         .and_then(|n| usize::try_from(n).ok())
         .map_or(WRITE_BUFFER, |n| n.clamp(MIN_WRITE_BUFFER, WRITE_BUFFER));
-    let hash_sha256 = need == Sha256Need::Always
+    let (always, chain) = match need {
+        Sha256Need::Always => (true, None),
+        Sha256Need::Part { chain } => (false, chain),
+    };
+    let hash_sha256 = always
         || claims.sha256.is_some()
         || trailers.is_some()
         || claims
@@ -169,6 +179,7 @@ pub(crate) async fn receive(
         file,
         md5: Md5::new(),
         sha256: hash_sha256.then(Sha256::new),
+        chain,
         extra: hasher_for(&claims),
         size: 0,
     }));
@@ -205,6 +216,7 @@ pub(crate) async fn receive(
     let Sink {
         md5,
         sha256,
+        chain,
         extra,
         size,
         ..
@@ -214,6 +226,7 @@ pub(crate) async fn receive(
         size,
         md5: md5.finalize().into(),
         sha256: sha256.map(|h| h.finalize().into()),
+        chain,
         checksums: Checksums::default(),
     };
     verify(received, &claims, extra)
@@ -224,6 +237,7 @@ struct Sink {
     file: std::fs::File,
     md5: Md5,
     sha256: Option<Sha256>,
+    chain: Option<Sha256>,
     extra: ChecksumHasher,
     size: u64,
 }
@@ -235,6 +249,9 @@ impl Sink {
             self.md5.update(chunk);
             if let Some(sha256) = &mut self.sha256 {
                 sha256.update(chunk);
+            }
+            if let Some(chain) = &mut self.chain {
+                chain.update(chunk);
             }
             self.extra.update(chunk);
             self.file.write_all(chunk)?;

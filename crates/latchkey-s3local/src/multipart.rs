@@ -5,8 +5,9 @@
 //! headers, metadata) and, per part, `<n>.json` naming an immutable
 //! `<n>.<uuid>.part` file (re-uploading a part swaps the JSON atomically, as
 //! objects do). Completing links the parts into a folder of pieces (see
-//! `pieces`) while hashing them, then commits it like a PUT, so no byte is
-//! copied; the ETag is the usual md5-of-part-md5s with a `-N` suffix.
+//! `pieces`), then commits it like a PUT, so no byte is copied; parts that
+//! arrived in order were already hashed into the object's SHA-256
+//! (`chain`). The ETag is the usual md5-of-part-md5s with a `-N` suffix.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read as _, Write as _};
@@ -30,7 +31,9 @@ use crate::backend::{Backend, owner, write_condition};
 use crate::disk::{Attrs, Disk, ObjectMeta, Staged, blocking, now_ms, sync_dir, write_synced};
 use crate::ingest::{self, Claims, internal};
 
+mod chain;
 mod listing;
+use chain::{Chain, Chains};
 pub(crate) use listing::{list_parts, list_uploads};
 
 /// S3's minimum size for every part but the last.
@@ -69,6 +72,7 @@ type UploadMap = BTreeMap<(String, String), Arc<UploadMeta>>;
 pub(crate) struct Uploads {
     dir: PathBuf,
     map: RwLock<UploadMap>,
+    chains: Chains,
 }
 
 fn ms_to_ts(ms: i64) -> Timestamp {
@@ -126,6 +130,7 @@ impl Uploads {
         Ok(Self {
             dir,
             map: RwLock::new(map),
+            chains: Chains::default(),
         })
     }
 
@@ -254,6 +259,7 @@ pub(crate) async fn create(
     .await
     .map_err(internal)?;
     backend.uploads.put_back(Arc::new(meta));
+    backend.uploads.chains.start(&upload_id);
     Ok(CreateMultipartUploadOutput {
         bucket: Some(backend.bucket.clone()),
         key: Some(input.key),
@@ -284,12 +290,16 @@ pub(crate) async fn upload_part(
         sha1: input.checksum_sha1,
         algorithm: input.checksum_algorithm,
     };
-    let got = ingest::receive(
+    let chain = backend
+        .uploads
+        .chains
+        .next(&input.upload_id, input.part_number);
+    let mut got = ingest::receive(
         &backend.disk,
         input.body,
         claims,
         trailers,
-        ingest::Sha256Need::WhenClaimed,
+        ingest::Sha256Need::Part { chain },
     )
     .await?;
     let part = PartMeta {
@@ -328,6 +338,12 @@ pub(crate) async fn upload_part(
             internal(err)
         }
     })?;
+    if let Some(chained) = got.chain.take() {
+        backend
+            .uploads
+            .chains
+            .extend(&input.upload_id, part.number, &part.data, chained);
+    }
     let c = &got.checksums;
     let output = UploadPartOutput {
         e_tag: Some(ETag::Strong(part.etag)),
@@ -399,40 +415,54 @@ struct Assembled {
 
 /// Makes `out` the object's bytes from its parts, by hard links: part
 /// files are immutable and already fsynced, and the upload's folder goes
-/// once the object is committed. One part becomes the object's data file
-/// (only hashed if its hash was not taken on arrival); several become a
-/// folder of pieces, hashed in order. Where hard links fail, the parts are
+/// once the object is committed. One part becomes the object's data file;
+/// several become a folder of pieces. The SHA-256 continues `chain` (the
+/// parts hashed as they arrived) over the parts it does not cover, or is
+/// the one a single part was given. Where hard links fail, the parts are
 /// concatenated into one file.
-fn assemble(dir: &Path, parts: &[PartMeta], out: &Path) -> io::Result<Assembled> {
-    if let [part] = parts
-        && std::fs::hard_link(dir.join(&part.data), out).is_ok()
-    {
-        let sha256 = match &part.sha256 {
-            Some(known) => known.clone(),
-            None => hex::encode(copy_hashing(&[out.to_path_buf()], None)?.1),
+fn assemble(
+    dir: &Path,
+    parts: &[PartMeta],
+    out: &Path,
+    chain: Option<Chain>,
+) -> io::Result<Assembled> {
+    let files: Vec<PathBuf> = parts.iter().map(|p| dir.join(&p.data)).collect();
+    let size = parts.iter().map(|p| p.size).sum();
+    let linked = match parts {
+        [_] => std::fs::hard_link(&files[0], out).is_ok(),
+        _ => link_pieces(&files, out).is_ok(),
+    };
+    if linked {
+        let sha256 = match parts {
+            [
+                PartMeta {
+                    sha256: Some(known),
+                    ..
+                },
+            ] => known.clone(),
+            _ => {
+                let (sha, covered) = chain.and_then(|c| c.covering(parts)).unwrap_or_default();
+                hex::encode(copy_hashing(&files[covered..], None, sha)?.finalize())
+            }
+        };
+        let pieces = if parts.len() > 1 {
+            parts.iter().map(|p| p.size).collect()
+        } else {
+            Vec::new()
         };
         return Ok(Assembled {
-            size: part.size,
-            sha256,
-            pieces: Vec::new(),
-        });
-    }
-    let files: Vec<PathBuf> = parts.iter().map(|p| dir.join(&p.data)).collect();
-    if parts.len() > 1 && link_pieces(&files, out).is_ok() {
-        let (size, sha256) = copy_hashing(&files, None)?;
-        return Ok(Assembled {
             size,
-            sha256: hex::encode(sha256),
-            pieces: parts.iter().map(|p| p.size).collect(),
+            sha256,
+            pieces,
         });
     }
     let _ = crate::pieces::remove_data(out);
     let mut file = std::fs::File::create(out)?;
-    let (size, sha256) = copy_hashing(&files, Some(&mut file))?;
+    let sha = copy_hashing(&files, Some(&mut file), Sha256::new())?;
     file.sync_all()?;
     Ok(Assembled {
         size,
-        sha256: hex::encode(sha256),
+        sha256: hex::encode(sha.finalize()),
         pieces: Vec::new(),
     })
 }
@@ -446,14 +476,12 @@ fn link_pieces(files: &[PathBuf], out: &Path) -> io::Result<()> {
     sync_dir(out)
 }
 
-/// Reads `files` in order, hashing them and copying them to `out` if
-/// given; returns (size, sha256).
+/// Reads `files` in order into `sha`, copying them to `out` if given.
 fn copy_hashing(
     files: &[PathBuf],
     mut out: Option<&mut std::fs::File>,
-) -> io::Result<(u64, [u8; 32])> {
-    let mut sha = Sha256::new();
-    let mut size = 0u64;
+    mut sha: Sha256,
+) -> io::Result<Sha256> {
     let mut buf = vec![0u8; 1 << 20];
     for path in files {
         let mut src = std::fs::File::open(path)?;
@@ -466,10 +494,9 @@ fn copy_hashing(
             if let Some(out) = out.as_deref_mut() {
                 out.write_all(&buf[..n])?;
             }
-            size += n as u64;
         }
     }
-    Ok((size, sha.finalize().into()))
+    Ok(sha)
 }
 
 fn multipart_etag(parts: &[PartMeta]) -> String {
@@ -491,6 +518,7 @@ pub(crate) async fn complete(
     let result = finish(backend, &upload, &input, &cond).await;
     match result {
         Ok(meta) => {
+            backend.uploads.chains.forget(&upload.upload_id);
             let dir = backend.uploads.upload_dir(&upload.upload_id);
             let trash = backend.disk.temp_path();
             if let Err(err) = blocking(move || discard(&dir, &trash)).await {
@@ -527,7 +555,8 @@ async fn finish(
     let out = staged.path().to_path_buf();
     let etag = multipart_etag(&parts);
     let count = parts.len();
-    let assembled = blocking(move || assemble(&dir, &parts, &out))
+    let chain = backend.uploads.chains.get(&upload.upload_id);
+    let assembled = blocking(move || assemble(&dir, &parts, &out, chain))
         .await
         .map_err(internal)?;
     let meta = ObjectMeta {
@@ -550,6 +579,7 @@ pub(crate) async fn abort(
     input: AbortMultipartUploadInput,
 ) -> S3Result<AbortMultipartUploadOutput> {
     let upload = backend.uploads.take(&input.key, &input.upload_id)?;
+    backend.uploads.chains.forget(&upload.upload_id);
     let dir = backend.uploads.upload_dir(&upload.upload_id);
     let trash = backend.disk.temp_path();
     blocking(move || discard(&dir, &trash))

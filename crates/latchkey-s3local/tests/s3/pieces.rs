@@ -273,3 +273,88 @@ async fn reopen_keeps_named_folders_and_removes_orphans() {
     assert_eq!(get_range(&s, "kept", None).await, whole);
     assert!(data_of(&root, "kept")[0].is_dir());
 }
+
+/// The object's SHA-256 is taken while its parts arrive in order, and
+/// must come out right however they arrived: in order, out of order, or
+/// with a part uploaded again after later ones.
+#[tokio::test]
+async fn the_sha256_is_right_however_the_parts_arrived() {
+    let s = start().await;
+    let [a, b, c]: [Vec<u8>; 3] = three_parts(5).try_into().unwrap();
+    let b2: Vec<u8> = b.iter().map(|x| x ^ 0x5a).collect();
+    // (key, the parts as uploaded, the object they make)
+    type Case<'a> = (&'a str, Vec<(i32, &'a Vec<u8>)>, Vec<u8>);
+    let cases: [Case; 3] = [
+        (
+            "in-order",
+            vec![(1, &a), (2, &b), (3, &c)],
+            [&a[..], &b, &c].concat(),
+        ),
+        (
+            "shuffled",
+            vec![(2, &b), (1, &a), (3, &c)],
+            [&a[..], &b, &c].concat(),
+        ),
+        (
+            "redone",
+            vec![(1, &a), (2, &b), (3, &c), (2, &b2)],
+            [&a[..], &b2, &c].concat(),
+        ),
+    ];
+    for (key, sends, whole) in cases {
+        let id = s
+            .client
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_owned();
+        let mut etags = std::collections::BTreeMap::new();
+        for (n, data) in sends {
+            let up = s
+                .client
+                .upload_part()
+                .bucket(BUCKET)
+                .key(key)
+                .upload_id(&id)
+                .part_number(n)
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .await
+                .unwrap();
+            etags.insert(n, up.e_tag().unwrap().to_owned());
+        }
+        let mut done = CompletedMultipartUpload::builder();
+        for (n, etag) in &etags {
+            done = done.parts(CompletedPart::builder().part_number(*n).e_tag(etag).build());
+        }
+        s.client
+            .complete_multipart_upload()
+            .bucket(BUCKET)
+            .key(key)
+            .upload_id(&id)
+            .multipart_upload(done.build())
+            .send()
+            .await
+            .unwrap();
+        let head = s
+            .client
+            .head_object()
+            .bucket(BUCKET)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.checksum_sha256(),
+            Some(sha256_b64(&whole).as_str()),
+            "{key}"
+        );
+        assert_eq!(get_range(&s, key, None).await, whole, "{key}");
+    }
+}
