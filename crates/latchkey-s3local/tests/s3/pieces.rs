@@ -31,6 +31,13 @@ fn parts(seed: u8, sizes: &[usize]) -> Vec<Vec<u8>> {
 }
 
 async fn upload_parts(client: &Client, key: &str, parts: &[Vec<u8>]) {
+    let sends: Vec<(i32, &Vec<u8>)> = (1..).zip(parts).collect();
+    upload_as_sent(client, key, &sends).await;
+}
+
+/// A multipart upload of the parts in the order given (a number again
+/// replaces that part), completed with every number sent.
+async fn upload_as_sent(client: &Client, key: &str, sends: &[(i32, &Vec<u8>)]) {
     let id = client
         .create_multipart_upload()
         .bucket(BUCKET)
@@ -41,8 +48,8 @@ async fn upload_parts(client: &Client, key: &str, parts: &[Vec<u8>]) {
         .upload_id()
         .unwrap()
         .to_owned();
-    let mut done = CompletedMultipartUpload::builder();
-    for (n, data) in (1..).zip(parts) {
+    let mut etags = std::collections::BTreeMap::new();
+    for &(n, data) in sends {
         let up = client
             .upload_part()
             .bucket(BUCKET)
@@ -53,12 +60,11 @@ async fn upload_parts(client: &Client, key: &str, parts: &[Vec<u8>]) {
             .send()
             .await
             .unwrap();
-        done = done.parts(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(up.e_tag().unwrap())
-                .build(),
-        );
+        etags.insert(n, up.e_tag().unwrap().to_owned());
+    }
+    let mut done = CompletedMultipartUpload::builder();
+    for (n, etag) in &etags {
+        done = done.parts(CompletedPart::builder().part_number(*n).e_tag(etag).build());
     }
     client
         .complete_multipart_upload()
@@ -302,45 +308,7 @@ async fn the_sha256_is_right_however_the_parts_arrived() {
         ),
     ];
     for (key, sends, whole) in cases {
-        let id = s
-            .client
-            .create_multipart_upload()
-            .bucket(BUCKET)
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .upload_id()
-            .unwrap()
-            .to_owned();
-        let mut etags = std::collections::BTreeMap::new();
-        for (n, data) in sends {
-            let up = s
-                .client
-                .upload_part()
-                .bucket(BUCKET)
-                .key(key)
-                .upload_id(&id)
-                .part_number(n)
-                .body(ByteStream::from(data.clone()))
-                .send()
-                .await
-                .unwrap();
-            etags.insert(n, up.e_tag().unwrap().to_owned());
-        }
-        let mut done = CompletedMultipartUpload::builder();
-        for (n, etag) in &etags {
-            done = done.parts(CompletedPart::builder().part_number(*n).e_tag(etag).build());
-        }
-        s.client
-            .complete_multipart_upload()
-            .bucket(BUCKET)
-            .key(key)
-            .upload_id(&id)
-            .multipart_upload(done.build())
-            .send()
-            .await
-            .unwrap();
+        upload_as_sent(&s.client, key, &sends).await;
         let head = s
             .client
             .head_object()
