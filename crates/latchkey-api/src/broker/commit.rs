@@ -81,14 +81,11 @@ pub async fn commit_upload(state: &AppState, upload: Upload) -> Result<Upload, A
     }
     // A multipart upload is assembled first (its parts all checked); the
     // object it makes is then verified like any other.
-    let measured_sha256 = if upload.mode == Mode::Multipart {
-        multipart::assemble(state, &upload).await?
-    } else if upload.mode == Mode::Tus {
-        modes::tus::assemble(state, &upload).await?;
-        None
-    } else {
-        None
-    };
+    match upload.mode {
+        Mode::Multipart => multipart::assemble(state, &upload).await?,
+        Mode::Tus => modes::tus::assemble(state, &upload).await?,
+        _ => {}
+    }
     let target = upload_target(state, &upload);
     let Some(mut meta) = state.store.head(&target).await? else {
         // A concurrent commit may have promoted and removed the staging
@@ -99,8 +96,12 @@ pub async fn commit_upload(state: &AppState, upload: Upload) -> Result<Upload, A
             _ => settled(row),
         };
     };
-    if meta.sha256.is_none() {
-        meta.sha256 = measured_sha256;
+    // S3 keeps no whole-object SHA-256 for an assembled multipart upload
+    // (its checksums of those are composite), so a declared one is
+    // measured by reading the object back, unless the store reported it
+    // (the embedded store keeps one for every object).
+    if meta.sha256.is_none() && upload.mode == Mode::Multipart && upload.sha256.is_some() {
+        meta.sha256 = state.store.sha256(&target).await?;
     }
     let now = OffsetDateTime::now_utc();
     if let Err(problem) = verify(&upload, &meta) {

@@ -9,7 +9,7 @@
 //! configured part size, never stored: the same row always yields the same
 //! part URLs, like every other grant.
 
-use latchkey_domain::{Mode, Sha256Digest, Upload, UploadStatus, UserId};
+use latchkey_domain::{Mode, Upload, UploadStatus, UserId};
 use latchkey_store::Part;
 use time::OffsetDateTime;
 
@@ -311,9 +311,8 @@ pub async fn check_client_parts(
 /// The multipart step of `commit_upload`: assembles the parts the store
 /// holds once all are there (a part missing or of the wrong size is a 409
 /// `parts_incomplete`, and the row stays pending so the client can send
-/// it). Returns the object's SHA-256 when the client declared one, since a
-/// store cannot report a whole-object SHA-256 for an assembled upload.
-pub async fn assemble(state: &AppState, upload: &Upload) -> Result<Option<Sha256Digest>, ApiError> {
+/// it).
+pub async fn assemble(state: &AppState, upload: &Upload) -> Result<(), ApiError> {
     let target = upload_target(state, upload);
     let upload_id = store_upload_id(upload)?;
     if let Some(held) = state.store.list_parts(&target, upload_id).await? {
@@ -325,10 +324,7 @@ pub async fn assemble(state: &AppState, upload: &Upload) -> Result<Option<Sha256
             .complete_multipart(&target, upload_id, &chosen)
             .await?;
     }
-    match upload.sha256 {
-        Some(_) => Ok(state.store.sha256(&target).await?),
-        None => Ok(None),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
