@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::index::Index;
-use crate::pieces::{FOLDER_SUFFIX, Lease, Readers, piece_name, remove_data};
+use crate::pieces::{FOLDER_SUFFIX, Lease, Readers, make_folder, piece_name, remove_data};
 
 /// Everything known about one stored object; also the JSON the index stores
 /// (and the shape of the per-object sidecars of the layout before it).
@@ -123,8 +123,8 @@ pub(crate) enum CommitError {
 }
 
 /// A temp file (or a folder of pieces) holding a body that is not (yet) an
-/// object. Removed on drop
-/// unless committed, so every error path cleans up after itself.
+/// object. Removed on drop unless committed, so every error path cleans up
+/// after itself.
 #[derive(Debug)]
 pub(crate) struct Staged {
     path: PathBuf,
@@ -320,12 +320,8 @@ impl Disk {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let count = src.pieces.len();
         blocking(move || {
-            std::fs::create_dir(&to)?;
-            for index in 0..count {
-                let name = piece_name(index);
-                link_or_copy(&lease.folder().join(&name), &to.join(&name))?;
-            }
-            sync_dir(&to)
+            let sources = (0..count).map(|index| lease.folder().join(piece_name(index)));
+            make_folder(sources, &to, link_or_copy)
         })
         .await?;
         Ok(staged)

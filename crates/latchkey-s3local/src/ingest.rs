@@ -29,7 +29,8 @@ use crate::disk::{Checksums, Disk, Staged};
 
 /// Bytes per batch handed to the blocking thread: large enough that the
 /// hand-off is rare, small enough that two batches are little memory. A
-/// body declared shorter makes one batch of its own length.
+/// body declared shorter makes one batch of its own length: under load
+/// most uploads are small, and what each one in flight holds adds up.
 const WRITE_BUFFER: usize = 1 << 20;
 const MIN_WRITE_BUFFER: usize = 8 << 10;
 
@@ -54,7 +55,7 @@ pub(crate) struct Claims {
 /// Whether the body's SHA-256 is needed whatever the client claims: an
 /// object keeps one; a multipart part only when the client claims one (its
 /// object's SHA-256 is taken over its parts).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Sha256Need {
     Always,
     /// A part. `chain` is its upload's running SHA-256 when this part is
@@ -168,6 +169,7 @@ pub(crate) async fn receive(
         Sha256Need::Always => (true, None),
         Sha256Need::Part { chain } => (false, chain),
     };
+    // A trailer may still claim a SHA-256, so a body with trailers is hashed.
     let hash_sha256 = always
         || claims.sha256.is_some()
         || trailers.is_some()

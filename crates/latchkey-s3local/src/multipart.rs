@@ -430,7 +430,10 @@ fn assemble(
     let size = parts.iter().map(|p| p.size).sum();
     let linked = match parts {
         [_] => std::fs::hard_link(&files[0], out).is_ok(),
-        _ => link_pieces(&files, out).is_ok(),
+        _ => crate::pieces::make_folder(files.iter().cloned(), out, |from, to| {
+            std::fs::hard_link(from, to)
+        })
+        .is_ok(),
     };
     if linked {
         let sha256 = match parts {
@@ -465,15 +468,6 @@ fn assemble(
         sha256: hex::encode(sha.finalize()),
         pieces: Vec::new(),
     })
-}
-
-/// `out` as a folder holding `files` as its pieces, durably.
-fn link_pieces(files: &[PathBuf], out: &Path) -> io::Result<()> {
-    std::fs::create_dir(out)?;
-    for (index, file) in files.iter().enumerate() {
-        std::fs::hard_link(file, out.join(crate::pieces::piece_name(index)))?;
-    }
-    sync_dir(out)
 }
 
 /// Reads `files` in order into `sha`, copying them to `out` if given.

@@ -56,6 +56,21 @@ pub(crate) fn remove_data(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Makes `out` a new folder holding `sources` as its pieces, in order, and
+/// fsyncs it: each piece put there by `place` (a hard link, or a copy
+/// where links fail).
+pub(crate) fn make_folder(
+    sources: impl IntoIterator<Item = PathBuf>,
+    out: &Path,
+    place: impl Fn(&Path, &Path) -> io::Result<()>,
+) -> io::Result<()> {
+    std::fs::create_dir(out)?;
+    for (index, source) in sources.into_iter().enumerate() {
+        place(&source, &out.join(piece_name(index)))?;
+    }
+    crate::disk::sync_dir(out)
+}
+
 /// Who is reading which data folder.
 pub(crate) struct Readers {
     /// `tmp/`: where a folder goes to be deleted.
@@ -229,19 +244,22 @@ mod tests {
         assert!(segments(&pieces, 7..7).is_empty());
     }
 
-    fn folder_with_pieces(root: &Path) -> PathBuf {
-        let folder = root.join("obj.parts");
+    /// A store's `tmp/` and a folder `obj.parts` holding `pieces`.
+    fn folder_with(pieces: &[&[u8]]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let trash = root.path().join("tmp");
+        std::fs::create_dir(&trash).unwrap();
+        let folder = root.path().join("obj.parts");
         std::fs::create_dir(&folder).unwrap();
-        std::fs::write(folder.join("1"), b"ab").unwrap();
-        folder
+        for (index, bytes) in pieces.iter().enumerate() {
+            std::fs::write(folder.join(piece_name(index)), bytes).unwrap();
+        }
+        (root, trash, folder)
     }
 
     #[test]
     fn an_unread_folder_is_removed_at_once() {
-        let root = tempfile::tempdir().unwrap();
-        let trash = root.path().join("tmp");
-        std::fs::create_dir(&trash).unwrap();
-        let folder = folder_with_pieces(root.path());
+        let (_root, trash, folder) = folder_with(&[b"ab"]);
         let readers = Readers::new(trash.clone());
         readers.remove(&folder);
         assert!(!folder.exists());
@@ -250,10 +268,7 @@ mod tests {
 
     #[test]
     fn a_read_folder_stays_until_its_last_reader_leaves() {
-        let root = tempfile::tempdir().unwrap();
-        let trash = root.path().join("tmp");
-        std::fs::create_dir(&trash).unwrap();
-        let folder = folder_with_pieces(root.path());
+        let (_root, trash, folder) = folder_with(&[b"ab"]);
         let readers = Readers::new(trash.clone());
         let first = readers.enter(folder.clone());
         let second = readers.enter(folder.clone());
@@ -268,9 +283,8 @@ mod tests {
 
     #[test]
     fn leaving_a_folder_still_named_keeps_it() {
-        let root = tempfile::tempdir().unwrap();
-        let folder = folder_with_pieces(root.path());
-        let readers = Readers::new(root.path().join("tmp"));
+        let (_root, trash, folder) = folder_with(&[b"ab"]);
+        let readers = Readers::new(trash);
         drop(readers.enter(folder.clone()));
         assert!(folder.join("1").is_file());
         assert!(readers.lock().is_empty());
@@ -278,14 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_reads_across_pieces_and_then_lets_go() {
-        let root = tempfile::tempdir().unwrap();
-        let trash = root.path().join("tmp");
-        std::fs::create_dir(&trash).unwrap();
-        let folder = root.path().join("obj.parts");
-        std::fs::create_dir(&folder).unwrap();
-        std::fs::write(folder.join("1"), b"hello").unwrap();
-        std::fs::write(folder.join("2"), b" wide").unwrap();
-        std::fs::write(folder.join("3"), b" world").unwrap();
+        let (_root, trash, folder) = folder_with(&[b"hello", b" wide", b" world"]);
         let readers = Readers::new(trash);
         let body = stream(readers.enter(folder.clone()), &[5, 5, 6], 3..13);
         // Removed while the response is under way: it still reads whole.
