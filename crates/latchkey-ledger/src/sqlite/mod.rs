@@ -12,6 +12,7 @@
 
 mod delivery;
 mod inline;
+mod inserter;
 mod processing;
 mod writer;
 
@@ -90,6 +91,11 @@ impl SqliteLedger {
             // is enough.
             .pragma("temp_store", "memory");
         let inline = (!is_memory(url)).then(|| Arc::new(InlineReads::new(connect.get_filename())));
+        // Opens nothing until the first batch, after the migrations below.
+        let inserter = (!is_memory(url))
+            .then(|| inserter::Inserter::spawn(connect.get_filename()))
+            .transpose()
+            .map_err(sqlx::Error::Io)?;
         let pool = if is_memory(url) {
             // An in-memory database lives only as long as a connection to
             // it, and shared-cache connections report lock conflicts as
@@ -116,7 +122,7 @@ impl SqliteLedger {
         } else {
             check_migrated(&mut *pool.acquire().await?, &MIGRATOR).await?;
         }
-        let writer = Writer::spawn(pool.clone());
+        let writer = Writer::spawn(pool.clone(), inserter);
         Ok(Self {
             pool,
             writer,

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use sqlx::{Acquire, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::inserter::Inserter;
 use crate::LedgerError;
 use crate::rows::UploadRow;
 
@@ -51,7 +52,7 @@ pub(super) type WriteFuture<'c, T> =
     Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send + 'c>>;
 
 /// One queued write, its result type erased so one queue carries them all.
-trait Op: Send {
+pub(super) trait Op: Send {
     /// Whether the write needs a savepoint to be undone alone on failure.
     fn guarded(&self) -> bool;
     /// Runs the write on `conn` and keeps its result; says whether it
@@ -170,16 +171,27 @@ where
 #[derive(Clone, Debug)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Box<dyn Op>>,
+    /// Kept to read its counter in tests; the task holds its own handle.
+    #[cfg_attr(not(test), allow(dead_code))]
+    inserter: Option<Arc<Inserter>>,
 }
 
 impl Writer {
     /// Starts the task. It takes a connection from `pool` per batch (so an
     /// in-memory database's single connection is shared with readers) and
-    /// ends when every `Writer` handle is dropped.
-    pub(super) fn spawn(pool: SqlitePool) -> Self {
+    /// ends when every `Writer` handle is dropped. `inserter`, for a file
+    /// database, takes the batches of plain inserts (see [`super::inserter`]).
+    pub(super) fn spawn(pool: SqlitePool, inserter: Option<Inserter>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, rx));
-        Writer { queue }
+        let inserter = inserter.map(Arc::new);
+        tokio::spawn(run(pool, inserter.clone(), rx));
+        Writer { queue, inserter }
+    }
+
+    /// Batches the fast insert path committed (for tests).
+    #[cfg(test)]
+    pub(super) fn fast_batches(&self) -> u64 {
+        self.inserter.as_ref().map_or(0, |i| i.committed())
     }
 
     /// Queues `write` and waits until it has run and its batch committed.
@@ -247,9 +259,33 @@ impl Writer {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Box<dyn Op>>) {
+async fn run(
+    pool: SqlitePool,
+    mut inserter: Option<Arc<Inserter>>,
+    mut rx: mpsc::Receiver<Box<dyn Op>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if let Some(fast) = &inserter
+            && batch.iter().all(|op| op.plain_insert().is_some())
+        {
+            match fast.insert(std::mem::take(&mut batch)).await {
+                Ok(back) if back.committed => {
+                    batch = back.batch;
+                    for op in batch.drain(..) {
+                        op.finish(Ok(()));
+                    }
+                    continue;
+                }
+                // Nothing written: sqlx runs it and reports each error.
+                Ok(back) => batch = back.batch,
+                Err(back) => {
+                    tracing::warn!("the ledger's insert thread is gone; inserts go through sqlx");
+                    inserter = None;
+                    batch = back;
+                }
+            }
+        }
         let outcome = commit_batch(&pool, &mut batch).await.map_err(Arc::new);
         for op in batch.drain(..) {
             op.finish(outcome.clone());
