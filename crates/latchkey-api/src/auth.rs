@@ -18,6 +18,56 @@ use crate::state::AppState;
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// Clock skew allowed on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 30;
+
+/// How many verified tokens are remembered (32 bytes of digest and a user
+/// id each); when full, the memory starts over.
+const VERIFIED_CAP: usize = 16 * 1024;
+
+/// Tokens that passed [`Authenticator::check`], by the SHA-256 of their
+/// exact text, with their subject and expiry.
+///
+/// Why: an app sends the same token with every request of a session, and
+/// checking it afresh (two base64 decodes, two JSON parses and an HMAC, or
+/// an RSA/ECDSA verification for JWKS tokens) was 4% of a grant's CPU. The
+/// same bytes with the same keys get the same answer, except for what
+/// depends on the clock: `nbf` was passed and stays passed, `exp` is
+/// checked again on every use. The keys are fixed for the process's life.
+/// Keyed by digest, not by the token, so memory stays bounded and nothing
+/// compares a secret byte by byte.
+#[derive(Default)]
+struct Verified {
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], (UserId, u64)>>,
+}
+
+impl Verified {
+    /// The subject of a remembered token that has not expired at `now`.
+    fn get(&self, digest: &[u8; 32], now: u64) -> Option<UserId> {
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (user, exp) = map.get(digest)?;
+        if exp.saturating_add(LEEWAY_SECS) >= now {
+            return Some(user.clone());
+        }
+        // Expired: the full check says so, with its own message.
+        map.remove(digest);
+        None
+    }
+
+    fn insert(&self, digest: [u8; 32], user: UserId, exp: u64) {
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= VERIFIED_CAP {
+            map.clear();
+        }
+        map.insert(digest, (user, exp));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().unwrap().len()
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct AuthConfig {
     /// HS256 shared secret (the dev secret, or one from config).
@@ -38,6 +88,7 @@ struct VerifyKey {
 
 pub struct Authenticator {
     keys: Vec<VerifyKey>,
+    verified: Verified,
     /// SHA-256 of each accepted API key: the keys themselves are never kept.
     api_keys: Vec<[u8; 32]>,
     issuer: Option<String>,
@@ -107,6 +158,7 @@ impl Authenticator {
         }
         Ok(Self {
             keys,
+            verified: Verified::default(),
             api_keys,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
@@ -126,10 +178,26 @@ impl Authenticator {
 
     /// Verifies a bearer token and returns its subject.
     pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
-        let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
         if token.len() > MAX_TOKEN_LEN {
-            return Err(unauthorized("token too large"));
+            return Err(ApiError::Unauthorized("token too large".into()));
         }
+        let digest: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(token.as_bytes()).into()
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(user) = self.verified.get(&digest, now) {
+            return Ok(user);
+        }
+        let (user, exp) = self.check(token)?;
+        self.verified.insert(digest, user.clone(), exp);
+        Ok(user)
+    }
+
+    /// The full check of a token: its signature and claims. Returns the
+    /// subject and the expiry.
+    fn check(&self, token: &str) -> Result<(UserId, u64), ApiError> {
+        let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
         let candidates = self.keys.iter().filter(|k| {
@@ -149,7 +217,7 @@ impl Authenticator {
                 required.push("aud");
             }
             v.set_required_spec_claims(&required);
-            v.leeway = 30;
+            v.leeway = LEEWAY_SECS;
             v.validate_nbf = true;
             match &self.issuer {
                 Some(iss) => v.set_issuer(&[iss]),
@@ -162,6 +230,7 @@ impl Authenticator {
             match jsonwebtoken::decode::<Claims>(token, &k.key, &v) {
                 Ok(data) => {
                     return UserId::parse(&data.claims.sub)
+                        .map(|user| (user, data.claims.exp))
                         .map_err(|e| unauthorized(&format!("token subject unusable: {e}")));
                 }
                 Err(e) => {
@@ -289,5 +358,79 @@ impl FromRequestParts<Arc<AppState>> for Backend {
         Ok(Backend {
             acting_for: acting_user(parts)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator(secret: &Secret) -> Authenticator {
+        Authenticator::new(&AuthConfig {
+            hs256_secret: Some(secret.clone()),
+            ..AuthConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn token_with_exp(secret: &Secret, exp: u64) -> String {
+        let claims = Claims {
+            sub: "alice".to_owned(),
+            exp,
+            iat: None,
+            iss: None,
+            aud: None,
+        };
+        let key = EncodingKey::from_secret(secret.expose().as_bytes());
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    }
+
+    #[test]
+    fn a_token_that_passed_is_remembered_and_answers_alike() {
+        let secret = Secret::new("s3cret-for-tests-only".to_owned());
+        let auth = authenticator(&secret);
+        let token = mint_token(&secret, "alice", Duration::from_secs(600), None, None).unwrap();
+        assert_eq!(auth.verify(&token).unwrap().as_str(), "alice");
+        assert_eq!(auth.verified.len(), 1);
+        assert_eq!(auth.verify(&token).unwrap().as_str(), "alice");
+        assert_eq!(auth.verified.len(), 1);
+    }
+
+    #[test]
+    fn refused_tokens_are_not_remembered() {
+        let secret = Secret::new("s3cret-for-tests-only".to_owned());
+        let auth = authenticator(&secret);
+        let now = jsonwebtoken::get_current_timestamp();
+        let expired = token_with_exp(&secret, now - LEEWAY_SECS - 60);
+        let err = auth.verify(&expired).unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+        let other = Secret::new("another-secret-entirely".to_owned());
+        let forged = token_with_exp(&other, now + 600);
+        let err = auth.verify(&forged).unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err}");
+        assert_eq!(auth.verified.len(), 0);
+        // A remembered token is still refused once it expires.
+        let good = token_with_exp(&secret, now + 600);
+        auth.verify(&good).unwrap();
+        let digest: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(good.as_bytes()).into()
+        };
+        let later = now + 600 + LEEWAY_SECS + 1;
+        assert!(auth.verified.get(&digest, later).is_none());
+        assert_eq!(auth.verified.len(), 0, "the expired entry is dropped");
+        assert!(auth.verified.get(&digest, now).is_none());
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let verified = Verified::default();
+        let user = UserId::parse("alice").unwrap();
+        for i in 0..=VERIFIED_CAP {
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            verified.insert(digest, user.clone(), u64::MAX);
+        }
+        assert_eq!(verified.len(), 1, "full: started over");
     }
 }
