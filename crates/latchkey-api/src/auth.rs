@@ -44,7 +44,10 @@ struct Verified {
 impl Verified {
     /// The subject of a remembered token that has not expired at `now`.
     fn get(&self, digest: &[u8; 32], now: u64) -> Option<UserId> {
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (user, exp) = map.get(digest)?;
         if exp.saturating_add(LEEWAY_SECS) >= now {
             return Some(user.clone());
@@ -55,7 +58,10 @@ impl Verified {
     }
 
     fn insert(&self, digest: [u8; 32], user: UserId, exp: u64) {
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= VERIFIED_CAP {
             map.clear();
         }
