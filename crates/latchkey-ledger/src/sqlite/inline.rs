@@ -165,20 +165,10 @@ fn upload_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
 mod tests {
     use latchkey_domain::UploadId;
 
-    use super::super::{SqliteLedger, upload_by_id, upload_where};
+    use super::super::{SqliteLedger, file_ledger, upload_by_id, upload_where};
     use super::MIN_IDLE;
+    use crate::UploadRepo;
     use crate::rows::UPLOAD_COLUMNS;
-    use crate::{OpenOptions, UploadRepo};
-
-    async fn ledger() -> (tempfile::TempDir, SqliteLedger) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-        let options = OpenOptions {
-            migrate: true,
-            max_connections: 2,
-        };
-        (dir, SqliteLedger::open_with(&url, options).await.unwrap())
-    }
 
     /// A row with every column set, media included, written behind the
     /// ledger's back so no column is left at a default.
@@ -199,7 +189,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_on_the_calling_thread_exactly_as_the_pool_does() {
-        let (_dir, ledger) = ledger().await;
+        let (_dir, ledger) = file_ledger().await;
         let id = UploadId::new().to_string();
         full_row(&ledger, &id, "u/alice/photo/x.jpg").await;
         let inline = ledger
@@ -229,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_row_it_cannot_decode_is_left_to_the_pool() {
-        let (_dir, ledger) = ledger().await;
+        let (_dir, ledger) = file_ledger().await;
         let id = UploadId::new().to_string();
         full_row(&ledger, &id, "u/alice/photo/y.jpg").await;
         // INTEGER affinity keeps text that is not a number as text.
@@ -250,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_reader_at_a_time_reuses_one_connection() {
-        let (_dir, ledger) = ledger().await;
+        let (_dir, ledger) = file_ledger().await;
         let inline = ledger.inline.as_ref().unwrap();
         for _ in 0..10 {
             assert!(matches!(inline.upload_by_id("nope"), Some(None)));

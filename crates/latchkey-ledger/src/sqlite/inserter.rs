@@ -237,19 +237,9 @@ mod tests {
     };
     use time::{Duration, OffsetDateTime};
 
-    use super::super::SqliteLedger;
+    use super::super::{SqliteLedger, file_ledger};
     use super::*;
-    use crate::{Inserted, LedgerError, OpenOptions, UploadRepo};
-
-    async fn ledger() -> (tempfile::TempDir, SqliteLedger) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-        let options = OpenOptions {
-            migrate: true,
-            max_connections: 2,
-        };
-        (dir, SqliteLedger::open_with(&url, options).await.unwrap())
-    }
+    use crate::{Inserted, LedgerError, UploadRepo};
 
     fn upload(key: Option<&ObjectKey>) -> Upload {
         let id = UploadId::new();
@@ -302,7 +292,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn plain_inserts_go_in_on_the_insert_thread_as_sent() {
-        let (_dir, ledger) = ledger().await;
+        let (_dir, ledger) = file_ledger().await;
         let uploads: Vec<Upload> = (0..200).map(|_| upload(None)).collect();
         for (u, result) in uploads.iter().zip(insert_together(&ledger, &uploads).await) {
             assert_eq!(result.unwrap(), Inserted::New(u.clone()));
@@ -321,7 +311,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_it_cannot_insert_goes_through_sqlx_and_the_thread_carries_on() {
-        let (_dir, ledger) = ledger().await;
+        let (_dir, ledger) = file_ledger().await;
         let taken = upload(None);
         ledger.insert(&taken, None).await.unwrap();
         let before = ledger.writer.fast_batches();

@@ -131,6 +131,20 @@ impl SqliteLedger {
     }
 }
 
+/// A migrated ledger in a file of a fresh temporary directory, for the
+/// unit tests of what only a file database does (inline reads, the insert
+/// thread).
+#[cfg(test)]
+async fn file_ledger() -> (tempfile::TempDir, SqliteLedger) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+    let options = OpenOptions {
+        migrate: true,
+        max_connections: 2,
+    };
+    (dir, SqliteLedger::open_with(&url, options).await.unwrap())
+}
+
 fn is_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
