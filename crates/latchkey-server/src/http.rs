@@ -135,14 +135,17 @@ pub fn layers(router: Router, policy: &HttpPolicy) -> anyhow::Result<Router> {
         .on_failure(());
     // `Router::layer` wraps each route, so the matched route is known in
     // every layer below; the last one added runs first.
+    // tower's plain map layers, not axum's `map_request`/`map_response`:
+    // those box a future and clone a boxed service on every request, which
+    // a grant's profile showed (`clone_box`, `memmove` under the layers).
     let plain = router
-        .layer(axum::middleware::map_response(move |res| {
-            security_headers(res, csp.clone())
+        .layer(tower::util::MapResponseLayer::new(move |res| {
+            security_headers(res, &csp)
         }))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
-        .layer(axum::middleware::map_request(drop_unusable_request_id));
+        .layer(tower::util::MapRequestLayer::new(drop_unusable_request_id));
     let with_cors = plain.clone().layer(cors);
     Ok(tus_discovery_past_cors(plain, with_cors))
 }
@@ -150,7 +153,7 @@ pub fn layers(router: Router, policy: &HttpPolicy) -> anyhow::Result<Router> {
 /// `nosniff` and `no-referrer` on every response (a response is never
 /// to be read as another type, and URLs — some carry ids — never leak in
 /// `Referer`); HTML (the demo page) also gets its CSP and may not be framed.
-async fn security_headers(mut res: Response<Body>, csp: HeaderValue) -> Response<Body> {
+fn security_headers(mut res: Response<Body>, csp: &HeaderValue) -> Response<Body> {
     use axum::http::header;
     let html = res
         .headers()
@@ -167,7 +170,7 @@ async fn security_headers(mut res: Response<Body>, csp: HeaderValue) -> Response
         HeaderValue::from_static("no-referrer"),
     );
     if html {
-        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+        h.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     res
@@ -197,7 +200,7 @@ fn tus_discovery_past_cors(plain: Router, with_cors: Router) -> Router {
 /// A client's `x-request-id` is kept (so a trace can cross services) only
 /// when it is short and plain; anything else is replaced by a fresh UUID,
 /// so clients cannot push arbitrary text into every log line.
-async fn drop_unusable_request_id(mut req: AxumRequest) -> AxumRequest {
+fn drop_unusable_request_id(mut req: AxumRequest) -> AxumRequest {
     let usable = req.headers().get(X_REQUEST_ID).is_none_or(|v| {
         let b = v.as_bytes();
         !b.is_empty()

@@ -15,6 +15,9 @@
 //! their timings count whoever calls them.
 
 mod instrument;
+mod track;
+
+pub(crate) use track::TrackLayer;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,10 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics::{
     Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
@@ -35,8 +35,6 @@ use metrics::{
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-
-use crate::error::ProblemCode;
 
 /// Requests answered, by `method`, `route` (the matched path template such
 /// as `/v1/uploads/{id}`, never the raw path) and `status`.
@@ -270,23 +268,6 @@ fn method_label(m: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     }
-}
-
-/// Middleware (added with `Router::layer`, so the matched route is known):
-/// runs the request in this broker's scope and counts it.
-pub(crate) async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
-    let method = method_label(req.method());
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let start = Instant::now();
-    let res = metrics.scope(next.run(req)).await;
-    let elapsed = start.elapsed().as_secs_f64();
-    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    metrics.http_request(route, method, res.status().as_u16(), elapsed);
-    if let Some(ProblemCode(code)) = res.extensions().get::<ProblemCode>() {
-        metrics.record(|| counter!(REJECTIONS, "code" => *code).increment(1));
-    }
-    metrics.maybe_upkeep();
-    res
 }
 
 impl Metrics {

@@ -176,7 +176,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.json_body_bytes;
     // `layer` (not `route_layer`) so the 404 fallback is counted too; the
     // matched route is known inside either.
-    let track = axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track);
+    let track = metrics::TrackLayer {
+        metrics: state.metrics.clone(),
+    };
     routes()
         .router
         .fallback(ops::not_found)
