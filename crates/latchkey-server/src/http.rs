@@ -12,8 +12,9 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request as AxumRequest};
 use axum::http::HeaderValue;
 use axum::http::{HeaderName, Method, Request, Response};
+use axum::routing::Route;
 use latchkey_api::{InternalDetail, ProblemCode};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, Any, Cors, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -146,8 +147,7 @@ pub fn layers(router: Router, policy: &HttpPolicy) -> anyhow::Result<Router> {
         .layer(trace)
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .layer(tower::util::MapRequestLayer::new(drop_unusable_request_id));
-    let with_cors = plain.clone().layer(cors);
-    Ok(tus_discovery_past_cors(plain, with_cors))
+    Ok(tus_discovery_past_cors(plain, cors))
 }
 
 /// `nosniff` and `no-referrer` on every response (a response is never
@@ -183,18 +183,58 @@ fn header_names(names: &'static [&'static str]) -> impl Iterator<Item = HeaderNa
 /// tower-http's CORS layer answers every OPTIONS request itself, as a
 /// preflight. A tus client's OPTIONS to `/tus/…` without
 /// `Access-Control-Request-Method` is no preflight but tus discovery
-/// (`Tus-Version`, `Tus-Extension`…), so it goes to the router directly.
-fn tus_discovery_past_cors(plain: Router, with_cors: Router) -> Router {
-    use tower::ServiceExt;
-    Router::new().fallback_service(tower::service_fn(move |req: AxumRequest| {
+/// (`Tus-Version`, `Tus-Extension`…), so it goes past CORS to the route.
+///
+/// A layer on each route (as CORS itself is), not a router in front: a
+/// router in front cost every request a second dispatch, a boxed future
+/// and a clone of a boxed service.
+fn tus_discovery_past_cors(plain: Router, cors: CorsLayer) -> Router {
+    plain.layer(tower::layer::layer_fn(move |route: Route| {
+        CorsUnlessTusDiscovery {
+            cors: tower::Layer::layer(&cors, route.clone()),
+            plain: route,
+        }
+    }))
+}
+
+#[derive(Clone)]
+struct CorsUnlessTusDiscovery {
+    plain: Route,
+    cors: Cors<Route>,
+}
+
+impl tower::Service<AxumRequest> for CorsUnlessTusDiscovery {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Either<
+        <Route as tower::Service<AxumRequest>>::Future,
+        <Cors<Route> as tower::Service<AxumRequest>>::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // A route is always ready; both are asked so either may be called.
+        std::task::ready!(<Route as tower::Service<AxumRequest>>::poll_ready(
+            &mut self.plain,
+            cx
+        ))?;
+        <Cors<Route> as tower::Service<AxumRequest>>::poll_ready(&mut self.cors, cx)
+    }
+
+    fn call(&mut self, req: AxumRequest) -> Self::Future {
         let discovery = req.method() == Method::OPTIONS
             && req.uri().path().starts_with("/tus/")
             && !req
                 .headers()
                 .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
-        let router = if discovery { &plain } else { &with_cors };
-        router.clone().oneshot(req)
-    }))
+        if discovery {
+            futures::future::Either::Left(self.plain.call(req))
+        } else {
+            futures::future::Either::Right(self.cors.call(req))
+        }
+    }
 }
 
 /// A client's `x-request-id` is kept (so a trace can cross services) only
