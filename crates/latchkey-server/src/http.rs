@@ -136,17 +136,22 @@ pub fn layers(router: Router, policy: &HttpPolicy) -> anyhow::Result<Router> {
         .on_failure(());
     // `Router::layer` wraps each route, so the matched route is known in
     // every layer below; the last one added runs first.
-    // tower's plain map layers, not axum's `map_request`/`map_response`:
-    // those box a future and clone a boxed service on every request, which
-    // a grant's profile showed (`clone_box`, `memmove` under the layers).
-    let plain = router
-        .layer(tower::util::MapResponseLayer::new(move |res| {
-            security_headers(res, &csp)
-        }))
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-        .layer(trace)
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
-        .layer(tower::util::MapRequestLayer::new(drop_unusable_request_id));
+    // One `Router::layer` for the whole stack: axum boxes each layer it is
+    // given into a route of its own, and a request then clones a boxed
+    // service and boxes a future at every level. For the same reason
+    // tower's plain map layers, not axum's `map_request`/`map_response`.
+    // Outermost first: the request id is checked, then set, then the
+    // request is logged with it.
+    let plain = router.layer(
+        tower::ServiceBuilder::new()
+            .layer(tower::util::MapRequestLayer::new(drop_unusable_request_id))
+            .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+            .layer(tower::util::MapResponseLayer::new(move |res| {
+                security_headers(res, &csp)
+            })),
+    );
     Ok(tus_discovery_past_cors(plain, cors))
 }
 

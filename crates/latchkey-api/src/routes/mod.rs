@@ -182,7 +182,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     routes()
         .router
         .fallback(ops::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(track)
+        // One `Router::layer` for both: axum boxes each layer into a route
+        // of its own, a boxed clone and a boxed future per request each.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(track)
+                .layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+        )
         .with_state(state)
 }
