@@ -135,13 +135,13 @@ pub fn layers(router: Router, policy: &HttpPolicy) -> anyhow::Result<Router> {
         })
         .on_failure(());
     // `Router::layer` wraps each route, so the matched route is known in
-    // every layer below; the last one added runs first.
-    // One `Router::layer` for the whole stack: axum boxes each layer it is
-    // given into a route of its own, and a request then clones a boxed
-    // service and boxes a future at every level. For the same reason
-    // tower's plain map layers, not axum's `map_request`/`map_response`.
-    // Outermost first: the request id is checked, then set, then the
-    // request is logged with it.
+    // every layer below. One `Router::layer` for the whole stack: axum
+    // boxes each layer it is given into a route of its own, and a request
+    // then clones a boxed service and boxes a future at every level. For
+    // the same reason tower's plain map layers, not axum's
+    // `map_request`/`map_response`. In the stack the first layer runs
+    // first: the request id is checked, then set, then the request is
+    // logged with it. CORS, added after, runs before all of them.
     let plain = router.layer(
         tower::ServiceBuilder::new()
             .layer(tower::util::MapRequestLayer::new(drop_unusable_request_id))
@@ -195,18 +195,14 @@ fn header_names(names: &'static [&'static str]) -> impl Iterator<Item = HeaderNa
 /// and a clone of a boxed service.
 fn tus_discovery_past_cors(plain: Router, cors: CorsLayer) -> Router {
     plain.layer(tower::layer::layer_fn(move |route: Route| {
-        CorsUnlessTusDiscovery {
-            cors: tower::Layer::layer(&cors, route.clone()),
-            plain: route,
-        }
+        CorsUnlessTusDiscovery(tower::Layer::layer(&cors, route))
     }))
 }
 
+/// The route behind CORS; tus discovery goes to the route itself
+/// (`Cors::get_mut`), so a request clones one route, not two.
 #[derive(Clone)]
-struct CorsUnlessTusDiscovery {
-    plain: Route,
-    cors: Cors<Route>,
-}
+struct CorsUnlessTusDiscovery(Cors<Route>);
 
 impl tower::Service<AxumRequest> for CorsUnlessTusDiscovery {
     type Response = Response<Body>;
@@ -220,12 +216,8 @@ impl tower::Service<AxumRequest> for CorsUnlessTusDiscovery {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        // A route is always ready; both are asked so either may be called.
-        std::task::ready!(<Route as tower::Service<AxumRequest>>::poll_ready(
-            &mut self.plain,
-            cx
-        ))?;
-        <Cors<Route> as tower::Service<AxumRequest>>::poll_ready(&mut self.cors, cx)
+        // Cors is ready when its route is, whichever of the two is called.
+        <Cors<Route> as tower::Service<AxumRequest>>::poll_ready(&mut self.0, cx)
     }
 
     fn call(&mut self, req: AxumRequest) -> Self::Future {
@@ -235,9 +227,9 @@ impl tower::Service<AxumRequest> for CorsUnlessTusDiscovery {
                 .headers()
                 .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
         if discovery {
-            futures::future::Either::Left(self.plain.call(req))
+            futures::future::Either::Left(self.0.get_mut().call(req))
         } else {
-            futures::future::Either::Right(self.cors.call(req))
+            futures::future::Either::Right(self.0.call(req))
         }
     }
 }

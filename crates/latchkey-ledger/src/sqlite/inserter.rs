@@ -134,14 +134,14 @@ impl Thread {
         if self.conn.is_none() {
             self.conn = Some(open(&self.path)?);
         }
-        let conn = self.conn.as_mut().expect("opened above");
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let rows: Vec<&UploadRow> = batch.iter().filter_map(|op| op.plain_insert()).collect();
         if rows.len() != batch.len() {
             // The writer sends plain inserts only; anything else is its
             // bug, and sqlx handles every kind of write.
             return Err(rusqlite::Error::InvalidQuery);
         }
+        let conn = self.conn.as_mut().expect("opened above");
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut rest = &rows[..];
         while !rest.is_empty() {
             let take = insert_chunk_len(rest.len());
