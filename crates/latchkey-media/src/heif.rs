@@ -221,6 +221,22 @@ fn boxed(kind: &[u8; 4], body: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Appends box `bx` of `b` to `out` as it is, except that a size of 0 ("to
+/// the end of its container") becomes its length: in the re-written `meta`
+/// the box may no longer be last (the `free` box for what was dropped
+/// follows), and it would swallow that. Found by the `image_headers` fuzz
+/// target: stripping such a file a second time zeroed the `free` box's
+/// header inside the swallowing `idat`.
+fn copy_box(out: &mut Vec<u8>, b: &[u8], bx: &BoxAt) -> Result<(), String> {
+    let at = out.len();
+    out.extend_from_slice(&b[bx.start..bx.end]);
+    if out[at..at + 4] == [0; 4] {
+        let size = u32::try_from(bx.end - bx.start).map_err(|_| "a box over 4 GiB")?;
+        out[at..at + 4].copy_from_slice(&size.to_be_bytes());
+    }
+    Ok(())
+}
+
 /// Writes a zero-filled `free` box over `out[start..end]` (at least 8
 /// bytes), so whatever was there is gone and the length stays.
 fn blank(out: &mut [u8], start: usize, end: usize) {
@@ -695,12 +711,12 @@ pub fn strip_heif(b: &[u8]) -> Result<Vec<u8>, String> {
                 // Copied, then zeroed outside the kept items' ranges
                 // (moved from the file's positions to the copy's).
                 let at = new_meta.len();
-                new_meta.extend_from_slice(&b[part.start..part.end]);
+                copy_box(&mut new_meta, b, part)?;
                 let moved = |p: usize| p - part.start + at;
                 let keep: Vec<_> = in_idat.iter().map(|&(s, e)| (moved(s), moved(e))).collect();
                 zero_outside(&mut new_meta, moved(part.body), moved(part.end), &keep);
             }
-            _ => new_meta.extend_from_slice(&b[part.start..part.end]),
+            _ => copy_box(&mut new_meta, b, part)?,
         }
     }
     let meta_len = meta.end - meta.start;
@@ -808,6 +824,32 @@ mod tests {
             let bx = box_at(&bytes, 0, bytes.len()).unwrap();
             assert_eq!(Iloc::parse(&bytes, &bx).unwrap(), iloc, "version {version}");
         }
+    }
+
+    /// A fuzz-found file (`fuzz/seeds/image_headers/heif-idat-size-0`):
+    /// its `idat` has size 0 and ends `meta`; stripping drops 36 bytes of
+    /// `iloc`, so a `free` box follows the copied `idat`.
+    #[test]
+    fn a_box_sized_to_its_container_end_gets_its_length_and_strips_once() {
+        let b = include_bytes!("../../../fuzz/seeds/image_headers/heif-idat-size-0");
+        let idat = |b: &[u8]| {
+            let (top, _) = top_level(b);
+            let meta = top.iter().find(|t| &t.kind == b"meta").copied().unwrap();
+            let kids = children(b, meta.body + 4, meta.end).unwrap();
+            let idat = kids.iter().find(|c| &c.kind == b"idat").copied().unwrap();
+            (idat, kids.last().unwrap().kind)
+        };
+        let (before, _) = idat(b);
+        assert_eq!(
+            b[before.start..before.start + 4],
+            [0; 4],
+            "the input's idat has size 0"
+        );
+        let once = strip_heif(b).unwrap();
+        let (after, last) = idat(&once);
+        assert_eq!(after.end - after.start, before.end - before.start);
+        assert_eq!(&last, b"free", "the padding is its own box");
+        assert_eq!(strip_heif(&once).unwrap(), once);
     }
 
     #[test]
