@@ -24,34 +24,10 @@
 //! reported late), the sqlx retry finds the ids taken and answers each
 //! insert with a conflict. Those rows are pending uploads nobody holds a
 //! grant for; the sweeper expires them like any abandoned upload.
-//!
-//! # Durability: the WAL is synced beside the thread, not inside `COMMIT`
-//!
-//! Under `synchronous = FULL` every `COMMIT` ends in an fsync of the WAL,
-//! and the thread sat in it, idle, for most of each batch: at 64
-//! connections the grants waited on the disk, not the CPU. This connection
-//! commits with `synchronous = NORMAL` instead, and a second thread
-//! (`ledger-sync`) fsyncs the WAL file after it. A batch's callers hear
-//! back only once an fsync that began after their `COMMIT` has returned:
-//! exactly what FULL promises, since FULL is NORMAL plus that one fsync of
-//! the WAL after the commit's frames are written (SQLite's `wal.c`; the
-//! WAL's frames are checksummed and replayed up to the last whole commit,
-//! and the WAL is append-only, so syncing it makes every earlier commit
-//! durable too). Meanwhile the thread is already running the next batch,
-//! and one fsync covers every batch committed while the last one ran.
-//!
-//! What differs: another connection may read a row for the moment between
-//! its `COMMIT` and the fsync. Nobody knows a new grant's id before its
-//! caller does, and nothing irreversible follows from a pending row that
-//! young; a power cut in that moment loses the row, and its caller, never
-//! answered, holds no grant. If an fsync fails, its batches' callers get
-//! the error (their rows, if they survive, are abandoned pending uploads),
-//! and the thread stops taking batches: sqlx, at FULL, carries on.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -59,7 +35,6 @@ use tokio::sync::oneshot;
 
 use super::writer::Op;
 use super::{BUSY_TIMEOUT, insert_chunk_len};
-use crate::LedgerError;
 use crate::rows::{UPLOAD_COLUMNS, UploadRow};
 
 /// A batch handed over, and where to send it back.
@@ -69,8 +44,6 @@ struct Job {
 }
 
 /// A batch back from the thread: `committed`, or nothing of it written.
-/// A committed batch comes back empty: its callers are answered by the
-/// sync thread once the WAL is synced.
 pub(super) struct Returned {
     pub batch: Vec<Box<dyn Op>>,
     pub committed: bool,
@@ -83,31 +56,14 @@ pub(super) struct Inserter {
     jobs: mpsc::Sender<Job>,
     #[cfg_attr(not(test), allow(dead_code))]
     committed: Arc<AtomicU64>,
-    #[cfg_attr(not(test), allow(dead_code))]
-    durable: Arc<AtomicU64>,
 }
 
 impl Inserter {
     /// Starts the thread for the database file at `path` (already created
     /// and migrated). Nothing is opened until the first batch.
     pub(super) fn spawn(path: &Path) -> std::io::Result<Self> {
-        Self::spawn_with_wal(path, wal_path(path))
-    }
-
-    /// [`spawn`](Self::spawn), syncing `wal` as the WAL (tests point it
-    /// at a file that cannot be opened, to see a failed sync).
-    fn spawn_with_wal(path: &Path, wal: PathBuf) -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::channel();
-        let (to_sync, synced) = mpsc::channel();
         let committed = Arc::new(AtomicU64::new(0));
-        let durable = Arc::new(AtomicU64::new(0));
-        let broken = Arc::new(AtomicBool::new(false));
-        let syncer = Syncer {
-            wal,
-            file: None,
-            broken: broken.clone(),
-            durable: durable.clone(),
-        };
         let thread = Thread {
             path: path.to_owned(),
             conn: None,
@@ -115,20 +71,11 @@ impl Inserter {
                 .map(|p| insert_sql(1 << p))
                 .collect(),
             committed: committed.clone(),
-            to_sync,
-            broken,
         };
-        std::thread::Builder::new()
-            .name("ledger-sync".to_owned())
-            .spawn(move || syncer.run(synced))?;
         std::thread::Builder::new()
             .name("ledger-inserts".to_owned())
             .spawn(move || thread.run(rx))?;
-        Ok(Self {
-            jobs,
-            committed,
-            durable,
-        })
+        Ok(Self { jobs, committed })
     }
 
     /// Runs `batch` (plain inserts only) as one transaction. `Err` gives
@@ -152,12 +99,6 @@ impl Inserter {
     pub(super) fn committed(&self) -> u64 {
         self.committed.load(Ordering::Relaxed)
     }
-
-    /// Batches whose WAL sync has returned (for tests).
-    #[cfg(test)]
-    pub(super) fn durable(&self) -> u64 {
-        self.durable.load(Ordering::Acquire)
-    }
 }
 
 struct Thread {
@@ -166,46 +107,30 @@ struct Thread {
     /// The INSERT of 1, 2, 4 … rows: index `i` takes `1 << i` rows.
     statements: Vec<String>,
     committed: Arc<AtomicU64>,
-    /// Committed batches, to be answered once the WAL is synced.
-    to_sync: mpsc::Sender<Vec<Box<dyn Op>>>,
-    /// Set by the sync thread when an fsync failed.
-    broken: Arc<AtomicBool>,
 }
 
 impl Thread {
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
         while let Ok(Job { mut batch, done }) = jobs.recv() {
-            let returned = match self.insert_all(&mut batch) {
+            let committed = match self.insert_all(&mut batch) {
                 Ok(()) => {
                     for op in &mut batch {
                         op.inserted();
                     }
                     self.committed.fetch_add(1, Ordering::Relaxed);
-                    // The sync thread outlives this one (it ends when
-                    // `to_sync` is dropped), so the send cannot fail.
-                    let _ = self.to_sync.send(batch);
-                    Returned {
-                        batch: Vec::new(),
-                        committed: true,
-                    }
+                    true
                 }
                 Err(err) => {
                     tracing::debug!(%err, "fast insert path failed; the batch goes through sqlx");
                     self.conn = None;
-                    Returned {
-                        batch,
-                        committed: false,
-                    }
+                    false
                 }
             };
-            let _ = done.send(returned);
+            let _ = done.send(Returned { batch, committed });
         }
     }
 
     fn insert_all(&mut self, batch: &mut [Box<dyn Op>]) -> rusqlite::Result<()> {
-        if self.broken.load(Ordering::Acquire) {
-            return Err(rusqlite::Error::InvalidQuery);
-        }
         if self.conn.is_none() {
             self.conn = Some(open(&self.path)?);
         }
@@ -237,11 +162,9 @@ impl Thread {
     }
 }
 
-/// A read-write connection with the settings sqlx's have (see
-/// `SqliteLedger::open_with`): foreign keys, statement journals in memory,
-/// the same busy timeout; the file is WAL already. But `synchronous =
-/// NORMAL`: the sync thread makes each commit durable before anyone hears
-/// of it (see the module docs).
+/// A read-write connection with the same settings sqlx's have (see
+/// `SqliteLedger::open_with`): FULL sync, foreign keys, statement journals in
+/// memory, the same busy timeout. The file is WAL already.
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -249,65 +172,9 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )?;
     Ok(conn)
-}
-
-/// SQLite's WAL file for the database at `path`.
-fn wal_path(path: &Path) -> PathBuf {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
-}
-
-/// Answers committed batches once the WAL holding them is on disk.
-struct Syncer {
-    wal: PathBuf,
-    /// Opened at the first batch: by then the commit has created the WAL,
-    /// and it stays (same inode) while the insert thread's connection is
-    /// open — SQLite resets and truncates it in place, and deletes it only
-    /// when the last connection closes.
-    file: Option<File>,
-    broken: Arc<AtomicBool>,
-    /// Batches synced, counted before their callers are answered.
-    durable: Arc<AtomicU64>,
-}
-
-impl Syncer {
-    fn run(mut self, batches: mpsc::Receiver<Vec<Box<dyn Op>>>) {
-        while let Ok(first) = batches.recv() {
-            // Everything committed so far shares this one fsync.
-            let mut ready = vec![first];
-            ready.extend(batches.try_iter());
-            let outcome = self.sync();
-            if outcome.is_ok() {
-                self.durable
-                    .fetch_add(ready.len() as u64, Ordering::Release);
-            }
-            let outcome = outcome.map_err(|e| {
-                tracing::error!(error = %e, "fsync of the ledger's WAL failed; inserts go through sqlx from now on");
-                self.broken.store(true, Ordering::Release);
-                Arc::new(LedgerError::Database(sqlx::Error::Io(e)))
-            });
-            for op in ready.into_iter().flatten() {
-                op.finish(outcome.clone());
-            }
-        }
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        if self.broken.load(Ordering::Acquire) {
-            // After a failed fsync the kernel may have dropped the dirty
-            // pages, so a later fsync that succeeds proves nothing.
-            return Err(std::io::Error::other("an earlier fsync of the WAL failed"));
-        }
-        if self.file.is_none() {
-            self.file = Some(File::open(&self.wal)?);
-        }
-        // fsync, as SQLite's own FULL sync of the WAL does.
-        self.file.as_ref().expect("opened above").sync_all()
-    }
 }
 
 fn insert_sql(rows: usize) -> String {
@@ -461,47 +328,6 @@ mod tests {
         ledger.insert(&next, None).await.unwrap();
         assert_eq!(ledger.writer.fast_batches(), before + 1);
         assert_eq!(ledger.get(next.id).await.unwrap(), Some(next));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_insert_is_answered_only_once_the_wal_is_synced() {
-        let (_dir, ledger) = file_ledger().await;
-        for _ in 0..20 {
-            ledger.insert(&upload(None), None).await.unwrap();
-            let inserter = ledger.writer.inserter().unwrap();
-            // One insert at a time is one batch each: answered means its
-            // batch was synced, and the sync was counted first.
-            assert_eq!(inserter.durable(), inserter.committed());
-        }
-        assert_eq!(ledger.writer.fast_batches(), 20);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_sync_fails_its_callers_and_sqlx_takes_the_inserts_after() {
-        let (dir, mut ledger) = file_ledger().await;
-        let missing = dir.path().join("missing").join("ledger.db-wal");
-        let inserter = Inserter::spawn_with_wal(&ledger_path(&dir), missing).unwrap();
-        ledger.writer = super::super::writer::Writer::spawn(ledger.pool.clone(), Some(inserter));
-        let lost = upload(None);
-        let err = ledger.insert(&lost, None).await.unwrap_err();
-        let LedgerError::Shared(cause) = &err else {
-            panic!("{err:?}")
-        };
-        assert!(
-            matches!(&**cause, LedgerError::Database(sqlx::Error::Io(_))),
-            "{err:?}"
-        );
-        let inserter = ledger.writer.inserter().unwrap();
-        assert_eq!((inserter.committed(), inserter.durable()), (1, 0));
-        // The next insert is not the thread's: sqlx commits it, at FULL.
-        let next = upload(None);
-        ledger.insert(&next, None).await.unwrap();
-        assert_eq!(inserter.committed(), 1);
-        assert_eq!(ledger.get(next.id).await.unwrap(), Some(next));
-    }
-
-    fn ledger_path(dir: &tempfile::TempDir) -> PathBuf {
-        dir.path().join("ledger.db")
     }
 
     #[test]

@@ -9,10 +9,8 @@
 //! writes queue in memory instead; the task takes the whole queue (up to
 //! [`MAX_BATCH`]), runs each write inside its own savepoint — so one
 //! write's failure (a quota, a unique key) rolls back only that write — and
-//! commits once. A write's caller hears back only after that commit is on
-//! disk, so a reported success is exactly as durable as before. (A batch
-//! of plain inserts is synced by the insert thread's sync thread, after its
-//! `COMMIT` and while the next batch runs: see [`super::inserter`].)
+//! commits once. A write's caller hears back only after that commit, so a
+//! reported success is exactly as durable as before.
 //!
 //! A write sees every earlier write of its batch, as it would had they
 //! committed one by one: the batch is the queue's order, serialised.
@@ -173,7 +171,7 @@ where
 #[derive(Clone, Debug)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Box<dyn Op>>,
-    /// Kept to read its counters in tests; the task holds its own handle.
+    /// Kept to read its counter in tests; the task holds its own handle.
     #[cfg_attr(not(test), allow(dead_code))]
     inserter: Option<Arc<Inserter>>,
 }
@@ -194,12 +192,6 @@ impl Writer {
     #[cfg(test)]
     pub(super) fn fast_batches(&self) -> u64 {
         self.inserter.as_ref().map_or(0, |i| i.committed())
-    }
-
-    /// The insert thread's handle (for tests).
-    #[cfg(test)]
-    pub(super) fn inserter(&self) -> Option<&Inserter> {
-        self.inserter.as_deref()
     }
 
     /// Queues `write` and waits until it has run and its batch committed.
@@ -278,11 +270,11 @@ async fn run(
             && batch.iter().all(|op| op.plain_insert().is_some())
         {
             match fast.insert(std::mem::take(&mut batch)).await {
-                // Committed: the insert thread's sync thread answers the
-                // callers once the WAL is on disk (see `super::inserter`),
-                // while this task goes on to the next batch.
                 Ok(back) if back.committed => {
                     batch = back.batch;
+                    for op in batch.drain(..) {
+                        op.finish(Ok(()));
+                    }
                     continue;
                 }
                 // Nothing written: sqlx runs it and reports each error.
