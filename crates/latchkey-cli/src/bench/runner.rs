@@ -36,10 +36,31 @@ pub struct Measured {
     pub server_cpu_ms_per_op: Option<f64>,
 }
 
+/// How long an operation may still run after its phase's end before it is
+/// abandoned (and counted as an error): a server that stops answering must
+/// not hold the bench, and `scripts/bench`, forever. Generous, so a 1 GiB
+/// upload on a slow disk still finishes.
+const STRAGGLER_GRACE: Duration = Duration::from_secs(120);
+
 /// Runs `op` on `connections` tasks until `duration` has passed (each task
-/// runs at least once, and an operation already started finishes) or `op` reports it has nothing left to
-/// do (`Ok(None)`). `op(task)` returns the payload bytes it moved.
+/// runs at least once, and an operation already started finishes, within
+/// [`STRAGGLER_GRACE`]) or `op` reports it has nothing left to do
+/// (`Ok(None)`). `op(task)` returns the payload bytes it moved.
 pub async fn phase<F, Fut>(label: &str, connections: usize, duration: Duration, op: F) -> Measured
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<u64>>> + Send,
+{
+    phase_with_grace(label, connections, duration, STRAGGLER_GRACE, op).await
+}
+
+async fn phase_with_grace<F, Fut>(
+    label: &str,
+    connections: usize,
+    duration: Duration,
+    grace: Duration,
+    op: F,
+) -> Measured
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Option<u64>>> + Send,
@@ -47,6 +68,7 @@ where
     let op = Arc::new(op);
     let start = Instant::now();
     let deadline = start + duration;
+    let give_up = tokio::time::Instant::from_std(deadline + grace);
     let mut tasks = Vec::with_capacity(connections);
     for task in 0..connections {
         let op = op.clone();
@@ -58,7 +80,17 @@ where
             // Every task runs at least once, so a tiny duration still measures one op.
             loop {
                 let t = Instant::now();
-                match op(task).await {
+                let Ok(result) = tokio::time::timeout_at(give_up, op(task)).await else {
+                    errors += 1;
+                    first_error.get_or_insert_with(|| {
+                        format!(
+                            "an operation was still running {}s after the phase ended: abandoned",
+                            grace.as_secs_f64()
+                        )
+                    });
+                    break;
+                };
+                match result {
                     Ok(Some(n)) => {
                         let us = t.elapsed().as_micros().max(1) as u64;
                         let _ = hist.record(us.min(3_600_000_000));
@@ -176,6 +208,30 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_operation_that_never_ends_is_abandoned_after_the_grace() {
+        let m = phase_with_grace(
+            "stuck",
+            2,
+            Duration::from_millis(20),
+            Duration::from_millis(50),
+            |task| async move {
+                if task == 0 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok(Some(1))
+            },
+        )
+        .await;
+        assert_eq!(m.errors, 1, "{m:?}");
+        assert!(
+            m.first_error.as_deref().unwrap().contains("abandoned"),
+            "{m:?}"
+        );
+        assert!(m.ops >= 1, "the other task went on: {m:?}");
+    }
 
     #[test]
     fn cpu_time_is_read_for_this_process() {
