@@ -32,9 +32,9 @@ where
             .await
             .map_err(|e| rejected(JsonRejection::BytesRejection(e)))?;
         // `serde_path_to_error`, which axum's `Json` parses with, records
-        // the path of every field it passes: a few percent of a grant's
-        // CPU. Plain serde_json parses the valid bodies; only a body it
-        // refuses is parsed again by axum, for the message with the path.
+        // the path of every field it passes, for its error messages; valid
+        // bodies do not need it. Plain serde_json parses them; only a body
+        // it refuses is parsed again by axum, for the message with the path.
         match serde_json::from_slice(&bytes) {
             Ok(v) => Ok(ApiJson(v)),
             Err(_) => match axum::Json::<T>::from_bytes(&bytes) {
