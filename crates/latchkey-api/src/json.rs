@@ -1,10 +1,9 @@
 //! A JSON body extractor whose rejections are problem+json like every other
 //! error, instead of axum's plain-text ones.
 
-use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -19,55 +18,25 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // Anything but the plain media type (a `+json` suffix, parameters,
-        // no header) takes axum's own path, which decides what counts as
-        // JSON; the common case skips its per-field path tracking below.
-        if !plain_json(&req) {
-            return match axum::Json::<T>::from_request(req, state).await {
-                Ok(axum::Json(v)) => Ok(ApiJson(v)),
-                Err(e) => Err(rejected(e)),
-            };
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::InvalidRequest(
+                "expected a JSON body with content-type: application/json".into(),
+            )),
+            // The body limit (`limits.json_body`): refused as soon as the
+            // declared or received length passes it, never read whole.
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::RequestTooLarge(
+                    "the JSON body is larger than this server accepts (limits.json_body)".into(),
+                ))
+            }
+            Err(JsonRejection::BytesRejection(_)) => Err(ApiError::InvalidRequest(
+                "request body too large or unreadable".into(),
+            )),
+            Err(e) => Err(ApiError::InvalidRequest(e.body_text())),
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| rejected(JsonRejection::BytesRejection(e)))?;
-        // `serde_path_to_error`, which axum's `Json` parses with, records
-        // the path of every field it passes, for its error messages; valid
-        // bodies do not need it. Plain serde_json parses them; only a body
-        // it refuses is parsed again by axum, for the message with the path.
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => Ok(ApiJson(v)),
-            Err(_) => match axum::Json::<T>::from_bytes(&bytes) {
-                Ok(axum::Json(v)) => Ok(ApiJson(v)),
-                Err(e) => Err(rejected(e)),
-            },
-        }
-    }
-}
-
-/// `content-type: application/json` exactly (ASCII case aside).
-fn plain_json(req: &Request) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"))
-}
-
-fn rejected(e: JsonRejection) -> ApiError {
-    match e {
-        JsonRejection::MissingJsonContentType(_) => ApiError::InvalidRequest(
-            "expected a JSON body with content-type: application/json".into(),
-        ),
-        // The body limit (`limits.json_body`): refused as soon as the
-        // declared or received length passes it, never read whole.
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::RequestTooLarge(
-                "the JSON body is larger than this server accepts (limits.json_body)".into(),
-            )
-        }
-        JsonRejection::BytesRejection(_) => {
-            ApiError::InvalidRequest("request body too large or unreadable".into())
-        }
-        e => ApiError::InvalidRequest(e.body_text()),
     }
 }
 
@@ -75,6 +44,7 @@ fn rejected(e: JsonRejection) -> ApiError {
 mod tests {
     use axum::body::Body;
     use axum::extract::DefaultBodyLimit;
+    use axum::http::header;
     use serde::Deserialize;
 
     use super::*;
@@ -124,7 +94,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_that_is_not_json_is_refused_alike_on_both_paths() {
+    async fn a_body_that_is_not_json_is_refused_alike_whatever_the_json_media_type() {
         for ct in [None, Some("text/plain")] {
             let m = message(extract(ct, r#"{"name":"a"}"#).await.unwrap_err());
             assert!(m.contains("content-type: application/json"), "{m}");
@@ -140,7 +110,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wrong_field_is_named_by_its_path_on_both_paths() {
+    async fn a_wrong_field_is_named_by_its_path_whatever_the_json_media_type() {
         let body = r#"{"name":"a","inner":{"size":"big"}}"#;
         let fast = message(extract(Some("application/json"), body).await.unwrap_err());
         let slow = message(
