@@ -86,6 +86,20 @@ pub enum StoreError {
     Refused(String),
 }
 
+/// The S3 error codes for a body that does not match a digest sent with
+/// it: `BadDigest` (AWS, the embedded store), `InvalidDigest` (Garage, for
+/// `x-amz-checksum-*`), `XAmzContentSHA256Mismatch` (a signed payload hash).
+const DIGEST_REFUSALS: [&str; 3] = ["BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"];
+
+impl StoreError {
+    /// Whether the store refused a body because it did not match the digest
+    /// sent with it. Only a refusal (4xx) counts: a store that failed (5xx,
+    /// unreachable) has said nothing about the body.
+    pub fn is_digest_refusal(&self) -> bool {
+        matches!(self, StoreError::Refused(code) if DIGEST_REFUSALS.contains(&code.as_str()))
+    }
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
     fn capabilities(&self) -> &Capabilities;
@@ -205,4 +219,29 @@ pub trait ObjectStore: Send + Sync + 'static {
         &self,
         req: &temporary::CredentialRequest<'_>,
     ) -> Result<temporary::TemporaryCredentials, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn only_a_refusal_with_a_digest_code_is_a_digest_refusal() {
+        for code in ["BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"] {
+            assert!(
+                StoreError::Refused(code.into()).is_digest_refusal(),
+                "{code}"
+            );
+            assert!(
+                !StoreError::Unavailable(code.into()).is_digest_refusal(),
+                "{code}"
+            );
+        }
+        for code in ["AccessDenied", "InternalError", "unknown", "BadDigestX"] {
+            assert!(
+                !StoreError::Refused(code.into()).is_digest_refusal(),
+                "{code}"
+            );
+        }
+    }
 }

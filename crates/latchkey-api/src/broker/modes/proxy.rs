@@ -51,8 +51,9 @@ pub struct ProxyBody {
 }
 
 /// What the meter saw of the body: bytes counted and, when the upload
-/// declared a SHA-256, hashed as they pass (nothing else reads the hash,
-/// and it was ~8% of the server CPU of a proxied 64 MiB upload).
+/// declared a SHA-256 that the store will not check itself, hashed as they
+/// pass (nothing else reads the hash, and it was ~8% of the server CPU of a
+/// proxied 64 MiB upload).
 struct Seen {
     bytes: u64,
     hasher: Option<Sha256>,
@@ -200,7 +201,12 @@ pub async fn receive(
     }
     check_headers(&upload, &body)?;
 
-    let meter = Meter::new(upload.size, upload.sha256.is_some());
+    let single = upload.size <= state.limits.proxy_single_put_max;
+    // A single PUT carries the declared SHA-256 to a store that checks it
+    // (`single_put`), which then refuses a wrong body itself: hashing it
+    // here too would only repeat the store's work.
+    let store_checks = single && state.store.capabilities().checksum_sha256;
+    let meter = Meter::new(upload.size, upload.sha256.is_some() && !store_checks);
     let metered = meter.clone();
     let declared = upload.size;
     let stream: ByteBody = body
@@ -223,10 +229,12 @@ pub async fn receive(
         }))
         .boxed();
     let target = upload_target(state, &upload);
-    let sent = if upload.size <= state.limits.proxy_single_put_max {
+    let sent = if single {
         single_put(state, &upload, stream).await
     } else {
-        multipart_put(state, &upload, stream, &meter).await
+        multipart_put(state, &upload, stream, &meter)
+            .await
+            .map_err(Sent::Other)
     };
     if let Err(e) = sent {
         if let Some(why) = meter.failure(upload.size) {
@@ -238,13 +246,20 @@ pub async fn receive(
         }
         // The store refused the complete body: another SHA-256 is the one
         // thing the store checks that the broker did not already.
-        if meter.bytes() == upload.size && upload.sha256.is_some_and(|want| !meter.has_digest(want))
-        {
+        let wrong_digest = match &e {
+            Sent::WrongDigest(_) => true,
+            Sent::Other(_) => {
+                !store_checks && upload.sha256.is_some_and(|want| !meter.has_digest(want))
+            }
+        };
+        if meter.bytes() == upload.size && wrong_digest {
             return Err(reject_checksum(state, &upload).await);
         }
-        return Err(e);
+        return Err(match e {
+            Sent::WrongDigest(e) | Sent::Other(e) => e,
+        });
     }
-    if upload.sha256.is_some_and(|want| !meter.has_digest(want)) {
+    if !store_checks && upload.sha256.is_some_and(|want| !meter.has_digest(want)) {
         return Err(reject_checksum(state, &upload).await);
     }
     commit_upload(state, upload).await
@@ -277,13 +292,20 @@ async fn reject_checksum(state: &AppState, upload: &Upload) -> ApiError {
     }
 }
 
-async fn single_put(state: &AppState, upload: &Upload, body: ByteBody) -> Result<(), ApiError> {
+/// Why sending the body to the store failed.
+enum Sent {
+    /// The store refused the body for not matching the SHA-256 sent with it.
+    WrongDigest(ApiError),
+    Other(ApiError),
+}
+
+async fn single_put(state: &AppState, upload: &Upload, body: ByteBody) -> Result<(), Sent> {
     // The store checks the declared SHA-256 too where it can, so a wrong
     // body is refused before it is ever stored.
     let sha256 = upload
         .sha256
         .filter(|_| state.store.capabilities().checksum_sha256);
-    state
+    let put = state
         .store
         .put_stream(
             &upload_target(state, upload),
@@ -292,8 +314,12 @@ async fn single_put(state: &AppState, upload: &Upload, body: ByteBody) -> Result
             sha256,
             body,
         )
-        .await?;
-    Ok(())
+        .await;
+    match put {
+        Ok(_) => Ok(()),
+        Err(e) if sha256.is_some() && e.is_digest_refusal() => Err(Sent::WrongDigest(e.into())),
+        Err(e) => Err(Sent::Other(e.into())),
+    }
 }
 
 /// The body cut into parts of the upload's layout, each sent while the next
