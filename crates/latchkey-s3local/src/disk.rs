@@ -336,6 +336,39 @@ fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Bodies of at least this many bytes leave the page cache once written
+/// (see [`drop_from_cache`]). Below it are photos and other small objects,
+/// which the photo pipeline and downloads read back soon; above it, parts
+/// of multipart and tus uploads and large objects.
+pub(crate) const UNCACHED_FROM: u64 = 4 << 20;
+
+/// Asks the kernel to drop `file`'s pages from the page cache. Call it after
+/// `sync_all`: only clean pages are dropped.
+///
+/// Why: an upload is written once and read, if ever, much later. Kept in
+/// the cache, every large body grows it by its size, which evicts what is
+/// read often (the ledger, small objects) and makes each write fill pages
+/// the kernel has to find first. On the benchmark VM, filling never-used
+/// memory cost ~10× filling pages just freed (`docs/BENCHMARKS.md`, "tus:
+/// where a 64 MiB upload's CPU goes"), and a tus upload's CPU fell by about
+/// a third with this. MinIO keeps large writes out of the cache too
+/// (O_DIRECT). The cost: reading such an object right after writing it
+/// reads the disk. Advice only: where it is not supported it does nothing.
+pub(crate) fn drop_from_cache(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: posix_fadvise reads no memory of ours; the descriptor is
+        // open for as long as `file` is borrowed.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            tracing::debug!(errno = rc, "posix_fadvise(DONTNEED) failed");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(path)?;

@@ -286,6 +286,9 @@ impl Writer {
         crate::disk::blocking(move || {
             sink.take(&batch)?;
             sink.file.sync_all()?;
+            if sink.size >= crate::disk::UNCACHED_FROM {
+                crate::disk::drop_from_cache(&sink.file);
+            }
             Ok(sink)
         })
         .await

@@ -142,3 +142,85 @@ async fn reopen_drops_an_upload_whose_parts_are_half_removed() {
     assert_eq!(std::fs::read_dir(root.join("uploads")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
 }
+
+/// Bodies of 4 MiB and more (objects and parts) leave the page cache once
+/// written; smaller ones, which are read back soon, stay.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn large_bodies_leave_the_page_cache_once_written() {
+    let s = crate::common::start().await;
+    let (big, part, small) = (6 << 20, 5 << 20, 256 << 10);
+    for (key, len) in [("big", big), ("small", small)] {
+        s.client
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(vec![7u8; len]))
+            .send()
+            .await
+            .unwrap();
+    }
+    one_part_upload(&s.client, "parted", vec![9u8; part]).await;
+
+    for (len, cached) in [(big, false), (part, false), (small, true)] {
+        let file = file_of_len(s.root(), len as u64);
+        let (resident, pages) = resident_pages(&file);
+        if cached {
+            assert_eq!(resident, pages, "{} stays cached", file.display());
+        } else {
+            assert!(
+                resident * 10 < pages,
+                "{}: {resident} of {pages} pages cached",
+                file.display()
+            );
+        }
+    }
+}
+
+/// The one file under `root` that is `len` bytes long.
+#[cfg(target_os = "linux")]
+fn file_of_len(root: &std::path::Path, len: u64) -> std::path::PathBuf {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else if meta.len() == len {
+                found.push(entry.path());
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "files of {len} bytes: {found:?}");
+    found.pop().unwrap()
+}
+
+/// How many of `path`'s pages are in the page cache, of how many (mincore
+/// on a mapping, which itself reads nothing in).
+#[cfg(target_os = "linux")]
+fn resident_pages(path: &std::path::Path) -> (usize, usize) {
+    use std::os::fd::AsRawFd as _;
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    // SAFETY: a fresh read-only shared mapping of the whole file, unmapped
+    // before returning; `vec` has one byte per page as mincore needs.
+    unsafe {
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED);
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        let rc = libc::mincore(addr, len, vec.as_mut_ptr());
+        libc::munmap(addr, len);
+        assert_eq!(rc, 0);
+        (vec.iter().filter(|b| **b & 1 != 0).count(), vec.len())
+    }
+}
