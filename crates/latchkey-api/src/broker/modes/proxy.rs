@@ -112,13 +112,13 @@ impl Meter {
         self.lock().too_large
     }
 
-    /// Whether the body had the SHA-256 `want`; `false` when it was not
-    /// hashed.
-    fn has_digest(&self, want: Sha256Digest) -> bool {
+    /// Whether the body was hashed and its SHA-256 is not `want`. A body
+    /// not hashed here (the store checks it) is never found wrong here.
+    fn digest_differs(&self, want: Sha256Digest) -> bool {
         self.lock()
             .hasher
             .clone()
-            .is_some_and(|h| Sha256Digest::from_bytes(h.finalize().into()) == want)
+            .is_some_and(|h| Sha256Digest::from_bytes(h.finalize().into()) != want)
     }
 
     /// Why the body stopped short of a complete upload, when the broker
@@ -244,13 +244,12 @@ pub async fn receive(
             }
             return Err(why);
         }
-        // The store refused the complete body: another SHA-256 is the one
-        // thing the store checks that the broker did not already.
+        // The store refused the complete body. A wrong SHA-256 is the one
+        // reason the broker can name: the store said so, or the broker's
+        // own hash (where it hashed) shows it.
         let wrong_digest = match &e {
             Sent::WrongDigest(_) => true,
-            Sent::Other(_) => {
-                !store_checks && upload.sha256.is_some_and(|want| !meter.has_digest(want))
-            }
+            Sent::Other(_) => upload.sha256.is_some_and(|want| meter.digest_differs(want)),
         };
         if meter.bytes() == upload.size && wrong_digest {
             return Err(reject_checksum(state, &upload).await);
@@ -259,7 +258,7 @@ pub async fn receive(
             Sent::WrongDigest(e) | Sent::Other(e) => e,
         });
     }
-    if !store_checks && upload.sha256.is_some_and(|want| !meter.has_digest(want)) {
+    if upload.sha256.is_some_and(|want| meter.digest_differs(want)) {
         return Err(reject_checksum(state, &upload).await);
     }
     commit_upload(state, upload).await
@@ -340,7 +339,7 @@ async fn multipart_put(
     let parts = match result {
         Ok(parts)
             if meter.bytes() == upload.size
-                && upload.sha256.is_none_or(|want| meter.has_digest(want)) =>
+                && upload.sha256.is_none_or(|want| !meter.digest_differs(want)) =>
         {
             parts
         }
