@@ -134,6 +134,7 @@ fn every_bench_subcommand_reports_json() {
                 "mib_per_s",
                 "p50_ms",
                 "p99_ms",
+                "generator_cpu_ms_per_op",
             ] {
                 assert!(m[field].is_number(), "{field} in {m}");
             }
@@ -227,6 +228,7 @@ fn every_bench_subcommand_reports_json() {
                 "something was measured: {m}"
             );
             assert_eq!(m["errors"], 0, "{m}");
+            assert!(m["generator_cpu_ms_per_op"].is_number(), "{m}");
         }
         for r in ratios {
             assert!(report["ratios"][r].is_number(), "{r} in {report}");

@@ -4,13 +4,16 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use reqwest::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Client, Method, RequestBuilder, Response, Url};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::ensure_loopback;
+use super::wire::Prepared;
 
 /// One payload, with the digest the broker is told about.
 #[derive(Clone)]
@@ -83,18 +86,39 @@ impl Target {
 
     /// `POST /v1/uploads` for a declared size and digest (nothing is sent).
     pub async fn create_declared(&self, mode: &str, size: u64, sha256: &str) -> Result<Value> {
-        let body = json!({
+        let req = self
+            .authorized(Method::POST, self.url("/v1/uploads")?)
+            .json(&self.create_body(mode, size, sha256));
+        json_of(req.send().await, "POST /v1/uploads").await
+    }
+
+    /// The same `POST /v1/uploads`, built once to be sent many times
+    /// (`bench grants`).
+    pub fn create_request(&self, mode: &str, size: u64, sha256: &str) -> Result<Prepared> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {}", self.token)).context("--token")?,
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let body = serde_json::to_vec(&self.create_body(mode, size, sha256))?;
+        Prepared::new(
+            Method::POST,
+            &self.url("/v1/uploads")?,
+            &headers,
+            body.into(),
+        )
+    }
+
+    fn create_body(&self, mode: &str, size: u64, sha256: &str) -> Value {
+        json!({
             "profile": self.profile,
             "filename": "bench.bin",
             "content_type": "application/octet-stream",
             "size": size,
             "sha256": sha256,
             "mode": mode,
-        });
-        let req = self
-            .authorized(Method::POST, self.url("/v1/uploads")?)
-            .json(&body);
-        json_of(req.send().await, "POST /v1/uploads").await
+        })
     }
 
     pub async fn complete(&self, id: &str, parts: Option<Value>) -> Result<Value> {
@@ -270,4 +294,22 @@ pub async fn json_of(resp: reqwest::Result<Response>, what: &str) -> Result<Valu
     resp.json()
         .await
         .map_err(|e| anyhow!(e.without_url()).context(format!("{what}: reading the answer")))
+}
+
+/// A created upload's answer, checked as far as the bench relies on it: a
+/// JSON object with an id and a grant (the rest is skipped, not built).
+pub fn check_created(body: &[u8]) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Created<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+        grant: serde::de::IgnoredAny,
+    }
+    let c: Created =
+        serde_json::from_slice(body).context("POST /v1/uploads: reading the answer")?;
+    if c.id.is_empty() {
+        bail!("POST /v1/uploads answered an empty id");
+    }
+    let _ = c.grant;
+    Ok(())
 }

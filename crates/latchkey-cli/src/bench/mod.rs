@@ -21,6 +21,7 @@
 mod api;
 mod peers;
 mod runner;
+mod wire;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -311,12 +312,18 @@ async fn grants(common: &Common, mode: &str, size: &str) -> Result<Report> {
     let s = setup(common)?;
     // Only the declared size and digest matter: nothing is uploaded.
     let declared = parse_size(size)?;
-    let sha256 = Arc::new(hex::encode([7u8; 32]));
-    let (target, mode_owned) = (s.target.clone(), Arc::new(mode.to_owned()));
-    let timed = phase("POST /v1/uploads", s.connections, s.duration, move |_| {
-        let (target, mode, sha256) = (target.clone(), mode_owned.clone(), sha256.clone());
+    let create = s
+        .target
+        .create_request(mode, declared, &hex::encode([7u8; 32]))?;
+    let conns = wire::Conns::new(s.connections);
+    let timed = phase("POST /v1/uploads", s.connections, s.duration, move |task| {
+        let (conns, create) = (conns.clone(), create.clone());
         async move {
-            target.create_declared(&mode, declared, &sha256).await?;
+            let body = conns
+                .send(task, &create)
+                .await
+                .context("POST /v1/uploads")?;
+            api::check_created(&body)?;
             Ok(Some(0))
         }
     });
@@ -520,6 +527,9 @@ fn print_text(r: &Report) {
         );
         if let Some(cpu) = m.server_cpu_ms_per_op {
             println!("    server CPU: {cpu:.3} ms per operation");
+        }
+        if let Some(cpu) = m.generator_cpu_ms_per_op {
+            println!("    this generator's CPU: {cpu:.3} ms per operation");
         }
         if let Some(e) = &m.first_error {
             println!("    first error: {e}");

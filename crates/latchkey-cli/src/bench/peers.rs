@@ -23,6 +23,7 @@ use serde_json::json;
 
 use super::api::{Payload, http_client, json_of, ok_status};
 use super::runner::{Measured, phase, with_server_cpu};
+use super::wire::{Conns, Prepared};
 use super::{Load, Report, ensure_loopback, ratio};
 
 /// What every peer bench takes: the load, and headers for every request.
@@ -138,20 +139,16 @@ pub async fn http(peer: &Peer, url: &str, method: &str, body: Option<&str>) -> R
     let url = loopback_url(url, "--url")?;
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| anyhow!("bad --method {method:?}"))?;
-    let body = body.map(|b| Bytes::from(b.to_owned()));
+    let body = body.map(|b| Bytes::from(b.to_owned())).unwrap_or_default();
     let label = format!("{method} {}", url.path());
-    let (s, u, m) = (side.clone(), url.clone(), method.clone());
+    let req = Prepared::new(method, &url, &side.headers, body)?;
+    let conns = Conns::new(side.connections);
     let measured = side
-        .phase(&label, move |_| {
-            let (s, u, m, body) = (s.clone(), u.clone(), m.clone(), body.clone());
+        .phase(&label, move |task| {
+            let (conns, req) = (conns.clone(), req.clone());
             async move {
-                let mut req = s.request(m, u);
-                if let Some(b) = body {
-                    req = req.body(b);
-                }
-                let resp = ok_status(req.send().await, "request").await?;
                 // The answer is read whole, as a client would; only the rate is reported.
-                resp.bytes().await.map_err(|e| anyhow!(e.without_url()))?;
+                conns.send(task, &req).await.context("request")?;
                 Ok(Some(0))
             }
         })
@@ -173,15 +170,22 @@ pub async fn uppy(peer: &Peer, endpoint: &str, size: u64, multipart_size: u64) -
         .append_pair("filename", "bench.bin")
         .append_pair("type", "application/octet-stream")
         .append_pair("metadata[size]", &size.to_string());
-    let (s, u) = (side.clone(), params_url);
+    let params_req = Prepared::new(Method::GET, &params_url, &side.headers, Bytes::new())?;
+    let conns = Conns::new(side.connections);
+    let c = conns.clone();
     let params = side
-        .phase("GET /s3/params", move |_| {
-            let (s, u) = (s.clone(), u.clone());
+        .phase("GET /s3/params", move |task| {
+            let (c, req) = (c.clone(), params_req.clone());
             async move {
-                let form = json_of(s.request(Method::GET, u).send().await, "/s3/params").await?;
-                if form["url"].as_str().is_none() || !form["fields"].is_object() {
-                    bail!("/s3/params answered without url and fields");
+                let body = c.send(task, &req).await.context("/s3/params")?;
+                #[derive(serde::Deserialize)]
+                struct Form {
+                    url: String,
+                    fields: serde_json::Map<String, serde_json::Value>,
                 }
+                let form: Form = serde_json::from_slice(&body)
+                    .context("/s3/params answered without url and fields")?;
+                let _ = (form.url, form.fields);
                 Ok(Some(0))
             }
         })
@@ -211,21 +215,33 @@ pub async fn uppy(peer: &Peer, endpoint: &str, size: u64, multipart_size: u64) -
         .to_owned();
     let part_base = under(&base, &format!("/s3/multipart/{upload_id}"));
     let next = Arc::new(AtomicU64::new(0));
-    let (s, pb, k) = (side.clone(), part_base.clone(), key.clone());
+    let sign_req = Prepared::new(Method::GET, &part_base, &side.headers, Bytes::new())?;
+    let mut key_query = Url::parse("http://q/").expect("a static URL");
+    key_query.query_pairs_mut().append_pair("key", &key);
+    let (part_path, key_query) = (
+        Arc::new(part_base.path().to_owned()),
+        Arc::new(key_query.query().unwrap_or_default().to_owned()),
+    );
     let sign_part = side
-        .phase("GET /s3/multipart/{uploadId}/{n} (sign-part)", move |_| {
-            let (s, k) = (s.clone(), k.clone());
-            let n = next.fetch_add(1, Ordering::Relaxed) % 10_000 + 1;
-            let mut u = under(&pb, &format!("/{n}"));
-            u.query_pairs_mut().append_pair("key", &k);
-            async move {
-                let part = json_of(s.request(Method::GET, u).send().await, "sign-part").await?;
-                if part["url"].as_str().is_none() {
-                    bail!("sign-part answered without url");
+        .phase(
+            "GET /s3/multipart/{uploadId}/{n} (sign-part)",
+            move |task| {
+                let n = next.fetch_add(1, Ordering::Relaxed) % 10_000 + 1;
+                let req = sign_req.with_target(&format!("{part_path}/{n}?{key_query}"));
+                let conns = conns.clone();
+                async move {
+                    let body = conns.send(task, &req?).await.context("sign-part")?;
+                    #[derive(serde::Deserialize)]
+                    struct Part {
+                        url: String,
+                    }
+                    let part: Part =
+                        serde_json::from_slice(&body).context("sign-part answered without url")?;
+                    let _ = part.url;
+                    Ok(Some(0))
                 }
-                Ok(Some(0))
-            }
-        })
+            },
+        )
         .await?;
     // Leave nothing behind in the store (best effort: the figures are taken).
     let mut abort = part_base;

@@ -34,6 +34,11 @@ pub struct Measured {
     /// rates, does not depend on how much CPU the load generator took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_ms_per_op: Option<f64>,
+    /// CPU time this load generator spent per successful operation: on a
+    /// machine it shares with the server, what it takes the server cannot
+    /// have, so a rate is read beside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_ms_per_op: Option<f64>,
 }
 
 /// How long an operation may still run after its phase's end before it is
@@ -154,6 +159,7 @@ where
             hist.max() as f64 / 1000.0
         }),
         server_cpu_ms_per_op: None,
+        generator_cpu_ms_per_op: None,
     }
 }
 
@@ -161,18 +167,21 @@ pub fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-/// Runs a phase; given server processes, adds the CPU time they spent
-/// (together) per successful operation meanwhile.
+/// Runs a phase; adds the CPU time this process spent per successful
+/// operation meanwhile and, given server processes, the time they spent
+/// (together).
 pub async fn with_server_cpu(
     pids: &[u32],
     phase: impl Future<Output = Measured>,
 ) -> Result<Measured> {
-    let before = cpu_ticks_of(pids)?;
+    let me = std::process::id();
+    let (before, own_before) = (cpu_ticks_of(pids)?, cpu_ticks(me)?);
     let mut m = phase.await;
+    let per_op =
+        |ticks: u64| (m.ops > 0).then(|| round3(ticks as f64 * MS_PER_TICK / m.ops as f64));
+    m.generator_cpu_ms_per_op = per_op(cpu_ticks(me)?.saturating_sub(own_before));
     if !pids.is_empty() {
-        let spent = cpu_ticks_of(pids)?.saturating_sub(before);
-        m.server_cpu_ms_per_op =
-            (m.ops > 0).then(|| round3(spent as f64 * MS_PER_TICK / m.ops as f64));
+        m.server_cpu_ms_per_op = per_op(cpu_ticks_of(pids)?.saturating_sub(before));
     }
     Ok(m)
 }
