@@ -303,13 +303,14 @@ pub fn check_created(body: &[u8]) -> Result<()> {
     struct Created<'a> {
         #[serde(borrow)]
         id: std::borrow::Cow<'a, str>,
-        grant: serde::de::IgnoredAny,
+        // Present, whatever it holds.
+        #[serde(rename = "grant")]
+        _grant: serde::de::IgnoredAny,
     }
     let c: Created =
         serde_json::from_slice(body).context("POST /v1/uploads: reading the answer")?;
     if c.id.is_empty() {
         bail!("POST /v1/uploads answered an empty id");
     }
-    let _ = c.grant;
     Ok(())
 }

@@ -181,11 +181,15 @@ pub async fn uppy(peer: &Peer, endpoint: &str, size: u64, multipart_size: u64) -
                 #[derive(serde::Deserialize)]
                 struct Form {
                     url: String,
-                    fields: serde_json::Map<String, serde_json::Value>,
+                    // An object, whatever its fields.
+                    #[serde(rename = "fields")]
+                    _fields: serde_json::Map<String, serde_json::Value>,
                 }
                 let form: Form = serde_json::from_slice(&body)
                     .context("/s3/params answered without url and fields")?;
-                let _ = (form.url, form.fields);
+                if form.url.is_empty() {
+                    bail!("/s3/params answered an empty url");
+                }
                 Ok(Some(0))
             }
         })
@@ -237,7 +241,9 @@ pub async fn uppy(peer: &Peer, endpoint: &str, size: u64, multipart_size: u64) -
                     }
                     let part: Part =
                         serde_json::from_slice(&body).context("sign-part answered without url")?;
-                    let _ = part.url;
+                    if part.url.is_empty() {
+                        bail!("sign-part answered an empty url");
+                    }
                     Ok(Some(0))
                 }
             },
