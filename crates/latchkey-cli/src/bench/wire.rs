@@ -3,12 +3,13 @@
 //!
 //! The generator shares the machine's cores with the server it measures, so
 //! every microsecond it spends per request is one the server does not get.
-//! Through reqwest a request cost the generator 0.069 ms of CPU (URL
-//! handling, the pool's locks, the body serialized and the answer parsed
-//! into a `serde_json::Value` each time) against the server's 0.115 ms:
-//! here the request's head and body are built once, each task owns its
-//! connection, and the answer is only read whole and checked. The peers
-//! are timed through this same path, so the ratios stay like for like.
+//! Through reqwest a grant cost the generator about half the CPU it cost
+//! the server (URL handling, the pool's locks, the body serialized and the
+//! answer parsed into a `serde_json::Value` each time; docs/BENCHMARKS.md,
+//! session 11): here the request's head and body are built once, each
+//! task owns its connection, and the answer is only read whole and
+//! checked. The peers are timed through this same path, so the ratios
+//! stay like for like.
 
 use std::net::SocketAddr;
 
