@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use api::{Payload, Target};
-use runner::{Measured, phase, round3, with_server_cpu};
+use runner::{Measured, phase, round3, with_cpu_per_op};
 
 /// Longest phase the bench will run: it is a tool for a developer's machine,
 /// not a soak test.
@@ -327,7 +327,7 @@ async fn grants(common: &Common, mode: &str, size: &str) -> Result<Report> {
             Ok(Some(0))
         }
     });
-    let m = with_server_cpu(&s.pids, timed).await?;
+    let m = with_cpu_per_op(&s.pids, timed).await?;
     let mut r = report("grants", common, &s, Some(declared), Some(mode));
     r.measured.push(m);
     Ok(r)
@@ -339,7 +339,7 @@ async fn flow(common: &Common, mode: &str, size: &str, no_baseline: bool) -> Res
     let half = s.duration;
 
     let (target, p, mode_owned) = (s.target.clone(), payload.clone(), mode.to_owned());
-    let flow = with_server_cpu(
+    let flow = with_cpu_per_op(
         &s.pids,
         phase(
             &format!("create → {mode} upload → complete"),
@@ -389,7 +389,7 @@ async fn proxy(common: &Common, size: &str) -> Result<Report> {
     ] {
         let (target, p) = (s.target.clone(), payload.clone());
         measured.push(
-            with_server_cpu(
+            with_cpu_per_op(
                 &s.pids,
                 phase(label, s.connections, s.duration, move |_| {
                     let (target, p) = (target.clone(), p.clone());
@@ -442,7 +442,7 @@ async fn store(common: &Common, size: &str, objects: usize) -> Result<Report> {
     let urls = Arc::new(urls);
     let next = Arc::new(AtomicUsize::new(0));
     let target = s.target.clone();
-    let get = with_server_cpu(
+    let get = with_cpu_per_op(
         &s.pids,
         phase(
             "presigned GET from the store",
@@ -502,7 +502,7 @@ async fn bare_puts(s: &Setup, grants: Vec<Value>, payload: &Payload) -> Result<M
             }
         },
     );
-    with_server_cpu(&s.pids, timed).await
+    with_cpu_per_op(&s.pids, timed).await
 }
 
 fn print_text(r: &Report) {

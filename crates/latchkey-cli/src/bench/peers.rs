@@ -22,7 +22,7 @@ use reqwest::{Client, Method, Url};
 use serde_json::json;
 
 use super::api::{Payload, http_client, json_of, ok_status};
-use super::runner::{Measured, phase, with_server_cpu};
+use super::runner::{Measured, phase, with_cpu_per_op};
 use super::wire::{Conns, Prepared};
 use super::{Load, Report, ensure_loopback, ratio};
 
@@ -64,7 +64,7 @@ impl Side {
         F: Fn(usize) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<u64>>> + Send,
     {
-        with_server_cpu(
+        with_cpu_per_op(
             &self.pids,
             phase(label, self.connections, self.duration, op),
         )
@@ -220,21 +220,24 @@ pub async fn uppy(peer: &Peer, endpoint: &str, size: u64, multipart_size: u64) -
     let part_base = under(&base, &format!("/s3/multipart/{upload_id}"));
     let next = Arc::new(AtomicU64::new(0));
     let sign_req = Prepared::new(Method::GET, &part_base, &side.headers, Bytes::new())?;
-    let mut key_query = Url::parse("http://q/").expect("a static URL");
-    key_query.query_pairs_mut().append_pair("key", &key);
+    let mut with_key = part_base.clone();
+    with_key.query_pairs_mut().append_pair("key", &key);
     let (part_path, key_query) = (
-        Arc::new(part_base.path().to_owned()),
-        Arc::new(key_query.query().unwrap_or_default().to_owned()),
+        part_base.path().to_owned(),
+        with_key.query().unwrap_or_default().to_owned(),
     );
     let sign_part = side
         .phase(
             "GET /s3/multipart/{uploadId}/{n} (sign-part)",
             move |task| {
                 let n = next.fetch_add(1, Ordering::Relaxed) % 10_000 + 1;
-                let req = sign_req.with_target(&format!("{part_path}/{n}?{key_query}"));
-                let conns = conns.clone();
+                let target = format!("{part_path}/{n}?{key_query}");
+                let (conns, req) = (conns.clone(), sign_req.clone());
                 async move {
-                    let body = conns.send(task, &req?).await.context("sign-part")?;
+                    let body = conns
+                        .send_to(task, &req, &target)
+                        .await
+                        .context("sign-part")?;
                     #[derive(serde::Deserialize)]
                     struct Part {
                         url: String,

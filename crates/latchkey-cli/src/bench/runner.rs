@@ -170,7 +170,7 @@ pub fn round3(v: f64) -> f64 {
 /// Runs a phase; adds the CPU time this process spent per successful
 /// operation meanwhile and, given server processes, the time they spent
 /// (together).
-pub async fn with_server_cpu(
+pub async fn with_cpu_per_op(
     pids: &[u32],
     phase: impl Future<Output = Measured>,
 ) -> Result<Measured> {

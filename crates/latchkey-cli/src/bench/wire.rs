@@ -12,6 +12,7 @@
 //! stay like for like.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -25,10 +26,13 @@ use tokio::net::TcpStream;
 
 use super::ensure_loopback;
 
-/// A request sent again and again: its parts are built once and cloned
-/// (reference counts) per send.
+/// A request sent again and again, built once. Cloning it, as each
+/// operation's future does, counts a reference; each send copies only the
+/// header map (hyper takes a request by value).
 #[derive(Clone)]
-pub struct Prepared {
+pub struct Prepared(Arc<Parts>);
+
+struct Parts {
     addr: SocketAddr,
     method: Method,
     uri: Uri,
@@ -62,30 +66,23 @@ impl Prepared {
         for (k, v) in headers {
             all.append(k.clone(), v.clone());
         }
-        Ok(Self {
+        Ok(Self(Arc::new(Parts {
             addr,
             method,
             uri,
             headers: all,
             body,
-        })
+        })))
     }
 
-    /// The same request with another target on the same server (sign-part
-    /// asks for a new part number each time).
-    pub fn with_target(&self, path_and_query: &str) -> Result<Self> {
-        let mut p = self.clone();
-        p.uri = path_and_query
-            .parse()
-            .context("a path is not a request target")?;
-        Ok(p)
-    }
-
-    fn request(&self) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(self.body.clone()));
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
+    /// This request, to `uri` (its own target, or another path on the same
+    /// server: sign-part asks for a new part number each time).
+    fn request(&self, uri: &Uri) -> Request<Full<Bytes>> {
+        let p = &*self.0;
+        let mut req = Request::new(Full::new(p.body.clone()));
+        *req.method_mut() = p.method.clone();
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = p.headers.clone();
         req
     }
 }
@@ -103,25 +100,25 @@ impl Conn {
     /// routes answer JSON problems). A request on a kept-alive connection
     /// the server had closed is sent once more on a new one, as pooling
     /// clients do.
-    pub async fn send(&mut self, req: &Prepared) -> Result<Bytes> {
+    async fn send(&mut self, req: &Prepared, uri: &Uri) -> Result<Bytes> {
         let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
-        match self.try_send(req).await {
+        match self.try_send(req, uri).await {
+            // The failed send dropped the connection: this opens a new one.
             Err(e) if reused && e.downcast_ref::<hyper::Error>().is_some() => {
-                self.sender = None;
-                self.try_send(req).await
+                self.try_send(req, uri).await
             }
             other => other,
         }
     }
 
-    async fn try_send(&mut self, req: &Prepared) -> Result<Bytes> {
+    async fn try_send(&mut self, req: &Prepared, uri: &Uri) -> Result<Bytes> {
         let sender = match &mut self.sender {
             Some(s) if !s.is_closed() => s,
-            _ => self.sender.insert(connect(req.addr).await?),
+            _ => self.sender.insert(connect(req.0.addr).await?),
         };
         let sent = async {
             sender.ready().await?;
-            let resp = sender.send_request(req.request()).await?;
+            let resp = sender.send_request(req.request(uri)).await?;
             let status = resp.status();
             let body = resp.into_body().collect().await?.to_bytes();
             Ok::<_, hyper::Error>((status, body))
@@ -165,7 +162,7 @@ fn snippet(body: &[u8]) -> String {
 /// A connection for each of a phase's tasks: task `i` only ever locks
 /// entry `i`, so the locks are never contended.
 #[derive(Clone)]
-pub struct Conns(std::sync::Arc<[tokio::sync::Mutex<Conn>]>);
+pub struct Conns(Arc<[tokio::sync::Mutex<Conn>]>);
 
 impl Conns {
     pub fn new(tasks: usize) -> Self {
@@ -173,7 +170,20 @@ impl Conns {
     }
 
     pub async fn send(&self, task: usize, req: &Prepared) -> Result<Bytes> {
-        self.0[task].lock().await.send(req).await
+        self.0[task].lock().await.send(req, &req.0.uri).await
+    }
+
+    /// `req` to another `path_and_query` on the same server.
+    pub async fn send_to(
+        &self,
+        task: usize,
+        req: &Prepared,
+        path_and_query: &str,
+    ) -> Result<Bytes> {
+        let uri = path_and_query
+            .parse()
+            .context("a path is not a request target")?;
+        self.0[task].lock().await.send(req, &uri).await
     }
 }
 
@@ -240,16 +250,18 @@ mod tests {
             Bytes::new(),
         )
         .unwrap();
-        let mut conn = Conn::default();
+        let conns = Conns::new(1);
         for _ in 0..3 {
-            let body = conn.send(&req).await.unwrap();
+            let body = conns.send(0, &req).await.unwrap();
             assert_eq!(
                 &body[..],
                 b"GET /s3/params?filename=a.bin HTTP/1.1 host=true"
             );
         }
-        let other = req.with_target("/s3/multipart/x/7?key=k").unwrap();
-        let body = conn.send(&other).await.unwrap();
+        let body = conns
+            .send_to(0, &req, "/s3/multipart/x/7?key=k")
+            .await
+            .unwrap();
         assert_eq!(&body[..], b"GET /s3/multipart/x/7?key=k HTTP/1.1 host=true");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
@@ -269,7 +281,7 @@ mod tests {
     async fn an_error_status_is_an_error_quoting_the_answer() {
         let (url, _) = server("503 Service Unavailable", usize::MAX).await;
         let req = Prepared::new(Method::POST, &url, &HeaderMap::new(), Bytes::new()).unwrap();
-        let err = Conn::default().send(&req).await.unwrap_err().to_string();
+        let err = Conns::new(1).send(0, &req).await.unwrap_err().to_string();
         assert!(err.contains("HTTP 503"), "{err}");
         assert!(err.contains("POST / HTTP/1.1"), "{err}");
     }
@@ -285,7 +297,7 @@ mod tests {
             .unwrap();
         let url = Url::parse(&format!("http://{addr}/")).unwrap();
         let req = Prepared::new(Method::GET, &url, &HeaderMap::new(), Bytes::new()).unwrap();
-        let err = format!("{:#}", Conn::default().send(&req).await.unwrap_err());
+        let err = format!("{:#}", Conns::new(1).send(0, &req).await.unwrap_err());
         assert!(err.contains("connecting to"), "{err}");
     }
 }
