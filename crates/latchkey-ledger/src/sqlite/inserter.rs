@@ -1,17 +1,18 @@
 //! The group-commit writer's fast path: a batch of nothing but plain
 //! inserts (a grant's row, see [`Writer::insert`](super::writer::Writer))
-//! goes in on a thread of its own, through one rusqlite connection.
+//! goes in through one rusqlite connection, on the writer's own thread.
 //!
 //! Why: through sqlx, a batch is a round trip to the connection's worker
 //! thread for `BEGIN`, one per chunk of rows and one for `COMMIT`, each a
 //! futex wake each way. In a profile of `POST /v1/uploads` at 64
 //! connections that made about one context switch per grant, and the
 //! scheduler (`finish_task_switch`, the wake-ups) was 12% of the server's
-//! CPU. Here the whole batch is one hand-off: the writer task sends it, this
-//! thread runs `BEGIN IMMEDIATE`, the chunked INSERTs and `COMMIT` back to
-//! back, and sends it back. The connection is also always the same one, so
-//! its page cache stays warm; the sqlx pool hands the writer whichever
-//! connection is idle, whose cache the last commit on another made stale.
+//! CPU. Here the whole batch runs `BEGIN IMMEDIATE`, the chunked INSERTs
+//! and `COMMIT` back to back, on the thread that took the batch off the
+//! queue (see `writer::spawn_thread` for why that thread is the writer's
+//! own). The connection is also always the same one, so its page cache
+//! stays warm; the sqlx pool hands the writer whichever connection is
+//! idle, whose cache the last commit on another made stale.
 //!
 //! It only ever answers "committed" or "not done": any error (a key taken,
 //! a busy or failing database) rolls the transaction back and the writer
@@ -28,80 +29,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use tokio::sync::oneshot;
 
 use super::writer::Op;
 use super::{BUSY_TIMEOUT, insert_chunk_len};
 use crate::rows::{UPLOAD_COLUMNS, UploadRow};
 
-/// A batch handed over, and where to send it back.
-struct Job {
-    batch: Vec<Box<dyn Op>>,
-    done: oneshot::Sender<Returned>,
-}
-
-/// A batch back from the thread: `committed`, or nothing of it written.
-pub(super) struct Returned {
-    pub batch: Vec<Box<dyn Op>>,
-    pub committed: bool,
-}
-
-/// The handle the writer task sends batches through. The thread ends when
-/// this is dropped.
-#[derive(Debug)]
+/// The rusqlite connection plain-insert batches go through. Blocking: only
+/// the writer's own thread calls it.
 pub(super) struct Inserter {
-    jobs: mpsc::Sender<Job>,
-    #[cfg_attr(not(test), allow(dead_code))]
-    committed: Arc<AtomicU64>,
-}
-
-impl Inserter {
-    /// Starts the thread for the database file at `path` (already created
-    /// and migrated). Nothing is opened until the first batch.
-    pub(super) fn spawn(path: &Path) -> std::io::Result<Self> {
-        let (jobs, rx) = mpsc::channel();
-        let committed = Arc::new(AtomicU64::new(0));
-        let thread = Thread {
-            path: path.to_owned(),
-            conn: None,
-            statements: (0..=insert_chunk_len(usize::MAX).ilog2())
-                .map(|p| insert_sql(1 << p))
-                .collect(),
-            committed: committed.clone(),
-        };
-        std::thread::Builder::new()
-            .name("ledger-inserts".to_owned())
-            .spawn(move || thread.run(rx))?;
-        Ok(Self { jobs, committed })
-    }
-
-    /// Runs `batch` (plain inserts only) as one transaction. `Err` gives
-    /// the batch back untouched when the thread is gone.
-    pub(super) async fn insert(
-        &self,
-        batch: Vec<Box<dyn Op>>,
-    ) -> Result<Returned, Vec<Box<dyn Op>>> {
-        let (done, back) = oneshot::channel();
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { batch, done }) {
-            return Err(job.batch);
-        }
-        // The thread always sends the batch back unless it panicked, and
-        // then the batch's callers hear that their write failed (their
-        // reply senders are dropped with it).
-        back.await.map_err(|_| Vec::new())
-    }
-
-    /// Batches this thread has committed (for tests).
-    #[cfg(test)]
-    pub(super) fn committed(&self) -> u64 {
-        self.committed.load(Ordering::Relaxed)
-    }
-}
-
-struct Thread {
     path: PathBuf,
     conn: Option<Connection>,
     /// The INSERT of 1, 2, 4 … rows: index `i` takes `1 << i` rows.
@@ -109,24 +46,42 @@ struct Thread {
     committed: Arc<AtomicU64>,
 }
 
-impl Thread {
-    fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        while let Ok(Job { mut batch, done }) = jobs.recv() {
-            let committed = match self.insert_all(&mut batch) {
-                Ok(()) => {
-                    for op in &mut batch {
-                        op.inserted();
-                    }
-                    self.committed.fetch_add(1, Ordering::Relaxed);
-                    true
+impl Inserter {
+    /// For the database file at `path` (already created and migrated).
+    /// Nothing is opened until the first batch.
+    pub(super) fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            conn: None,
+            statements: (0..=insert_chunk_len(usize::MAX).ilog2())
+                .map(|p| insert_sql(1 << p))
+                .collect(),
+            committed: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts the batches committed (for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn counter(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
+    }
+
+    /// Runs `batch` (plain inserts only) as one transaction and says
+    /// whether it committed; if not, nothing of it was written.
+    pub(super) fn insert(&mut self, batch: &mut [Box<dyn Op>]) -> bool {
+        match self.insert_all(batch) {
+            Ok(()) => {
+                for op in batch.iter_mut() {
+                    op.inserted();
                 }
-                Err(err) => {
-                    tracing::debug!(%err, "fast insert path failed; the batch goes through sqlx");
-                    self.conn = None;
-                    false
-                }
-            };
-            let _ = done.send(Returned { batch, committed });
+                self.committed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(err) => {
+                tracing::debug!(%err, "fast insert path failed; the batch goes through sqlx");
+                self.conn = None;
+                false
+            }
         }
     }
 

@@ -92,10 +92,7 @@ impl SqliteLedger {
             .pragma("temp_store", "memory");
         let inline = (!is_memory(url)).then(|| Arc::new(InlineReads::new(connect.get_filename())));
         // Opens nothing until the first batch, after the migrations below.
-        let inserter = (!is_memory(url))
-            .then(|| inserter::Inserter::spawn(connect.get_filename()))
-            .transpose()
-            .map_err(sqlx::Error::Io)?;
+        let inserter = (!is_memory(url)).then(|| inserter::Inserter::new(connect.get_filename()));
         let pool = if is_memory(url) {
             // An in-memory database lives only as long as a connection to
             // it, and shared-cache connections report lock conflicts as
@@ -122,7 +119,7 @@ impl SqliteLedger {
         } else {
             check_migrated(&mut *pool.acquire().await?, &MIGRATOR).await?;
         }
-        let writer = Writer::spawn(pool.clone(), inserter);
+        let writer = Writer::spawn(pool.clone(), inserter).map_err(sqlx::Error::Io)?;
         Ok(Self {
             pool,
             writer,

@@ -1,12 +1,14 @@
-//! Group commit: every write to the SQLite ledger goes through one task,
-//! which runs whatever writes are queued in one transaction and one fsync.
+//! Group commit: every write to the SQLite ledger goes through one writer
+//! (a thread of its own for a database file, see [`spawn_thread`]; a task
+//! for an in-memory one), which runs whatever writes are queued in one
+//! transaction and one fsync.
 //!
 //! Why: SQLite has one writer at a time. With every request opening its own
 //! `BEGIN IMMEDIATE` on a pooled connection, the losers wait in SQLite's
 //! busy handler, which *sleeps* (1, 2, 5 … 100 ms) rather than queueing, and
 //! each winner pays its own WAL fsync (`synchronous = FULL`). At 64
 //! concurrent grants that gave p99s of ~300 ms at ~1,000 grants/s. Here the
-//! writes queue in memory instead; the task takes the whole queue (up to
+//! writes queue in memory instead; the writer takes the whole queue (up to
 //! [`MAX_BATCH`]), runs each write inside its own savepoint — so one
 //! write's failure (a quota, a unique key) rolls back only that write — and
 //! commits once. A write's caller hears back only after that commit, so a
@@ -30,6 +32,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use sqlx::{Acquire, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
@@ -43,7 +46,7 @@ use crate::rows::UploadRow;
 /// the others for long.
 const MAX_BATCH: usize = 256;
 
-/// Writes waiting for the task. Beyond this, callers wait to enqueue
+/// Writes waiting for the writer. Beyond this, callers wait to enqueue
 /// (backpressure) instead of growing memory.
 const QUEUE: usize = 4096;
 
@@ -171,27 +174,38 @@ where
 #[derive(Clone, Debug)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Box<dyn Op>>,
-    /// Kept to read its counter in tests; the task holds its own handle.
+    /// The fast path's count of committed batches, read by tests.
     #[cfg_attr(not(test), allow(dead_code))]
-    inserter: Option<Arc<Inserter>>,
+    fast_batches: Option<Arc<AtomicU64>>,
 }
 
 impl Writer {
-    /// Starts the task. It takes a connection from `pool` per batch (so an
-    /// in-memory database's single connection is shared with readers) and
-    /// ends when every `Writer` handle is dropped. `inserter`, for a file
-    /// database, takes the batches of plain inserts (see [`super::inserter`]).
-    pub(super) fn spawn(pool: SqlitePool, inserter: Option<Inserter>) -> Self {
+    /// Starts the writer. It takes a connection from `pool` per batch (so
+    /// an in-memory database's single connection is shared with readers)
+    /// and ends when every `Writer` handle is dropped. With `inserter` (a
+    /// file database, see [`super::inserter`]) it runs on a thread of its
+    /// own ([`spawn_thread`]); without, as a task.
+    pub(super) fn spawn(pool: SqlitePool, inserter: Option<Inserter>) -> std::io::Result<Self> {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let inserter = inserter.map(Arc::new);
-        tokio::spawn(run(pool, inserter.clone(), rx));
-        Writer { queue, inserter }
+        let fast_batches = inserter.as_ref().map(Inserter::counter);
+        match inserter {
+            Some(inserter) => spawn_thread(pool, inserter, rx)?,
+            None => {
+                tokio::spawn(run(pool, None, rx));
+            }
+        }
+        Ok(Writer {
+            queue,
+            fast_batches,
+        })
     }
 
     /// Batches the fast insert path committed (for tests).
     #[cfg(test)]
     pub(super) fn fast_batches(&self) -> u64 {
-        self.inserter.as_ref().map_or(0, |i| i.committed())
+        self.fast_batches
+            .as_ref()
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Queues `write` and waits until it has run and its batch committed.
@@ -259,33 +273,49 @@ impl Writer {
     }
 }
 
+/// Runs the writer on a thread of its own, with a runtime of its own for
+/// the sqlx path.
+///
+/// Why: as a task, the writer shared the tokio workers with the requests
+/// it serves. Every batch was then four hand-offs (request → writer task →
+/// insert thread → writer task → requests), and each wake of the writer
+/// task queued it behind whatever request tasks the workers had runnable,
+/// while the insert thread sat idle waiting for the next batch. On its own
+/// thread the writer is woken by the OS as soon as a write is queued, runs
+/// the plain inserts itself (blocking is fine: nothing else runs here),
+/// and answers the requests directly: two hand-offs.
+fn spawn_thread(
+    pool: SqlitePool,
+    inserter: Inserter,
+    rx: mpsc::Receiver<Box<dyn Op>>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("ledger-writer".to_owned())
+        .spawn(move || runtime.block_on(run(pool, Some(inserter), rx)))?;
+    Ok(())
+}
+
 async fn run(
     pool: SqlitePool,
-    mut inserter: Option<Arc<Inserter>>,
+    mut inserter: Option<Inserter>,
     mut rx: mpsc::Receiver<Box<dyn Op>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Some(fast) = &inserter
+        if let Some(fast) = &mut inserter
             && batch.iter().all(|op| op.plain_insert().is_some())
+            && fast.insert(&mut batch)
         {
-            match fast.insert(std::mem::take(&mut batch)).await {
-                Ok(back) if back.committed => {
-                    batch = back.batch;
-                    for op in batch.drain(..) {
-                        op.finish(Ok(()));
-                    }
-                    continue;
-                }
-                // Nothing written: sqlx runs it and reports each error.
-                Ok(back) => batch = back.batch,
-                Err(back) => {
-                    tracing::warn!("the ledger's insert thread is gone; inserts go through sqlx");
-                    inserter = None;
-                    batch = back;
-                }
+            for op in batch.drain(..) {
+                op.finish(Ok(()));
             }
+            continue;
         }
+        // Not only plain inserts, or nothing of them written: sqlx runs
+        // the batch and reports each write's own error.
         let outcome = commit_batch(&pool, &mut batch).await.map_err(Arc::new);
         for op in batch.drain(..) {
             op.finish(outcome.clone());
