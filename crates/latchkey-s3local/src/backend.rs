@@ -22,9 +22,12 @@ use crate::multipart::Uploads;
 
 mod read;
 
+/// Cheap to clone: the HTTP service holds one, and [`crate::InProcess`]
+/// another, over the same disk and uploads.
+#[derive(Clone)]
 pub(crate) struct Backend {
-    pub(crate) disk: Disk,
-    pub(crate) uploads: Uploads,
+    pub(crate) disk: Arc<Disk>,
+    pub(crate) uploads: Arc<Uploads>,
     pub(crate) bucket: String,
     region: String,
     events: Option<Arc<dyn ObjectEvents>>,
@@ -69,8 +72,8 @@ impl Backend {
         events: Option<Arc<dyn ObjectEvents>>,
     ) -> Self {
         Self {
-            disk,
-            uploads,
+            disk: Arc::new(disk),
+            uploads: Arc::new(uploads),
             bucket,
             region,
             events,

@@ -18,6 +18,8 @@
 //! - `multipart`: multipart uploads; `multipart::listing` lists parts/uploads.
 //! - `pieces`: completed multipart objects kept as their parts (a folder of
 //!   pieces), read across piece boundaries, removed once no reader is in them.
+//! - [`InProcess`] (`in_process`): objects and parts the broker in the same
+//!   process writes without the loopback HTTP hop.
 //! - `access`: what every request must satisfy before an operation runs.
 //! - `post`: what s3s leaves to us for browser POST uploads.
 //! - `server`: the hyper accept loop and the CORS layer around the service.
@@ -28,6 +30,7 @@ mod access;
 mod backend;
 mod disk;
 pub mod idle;
+mod in_process;
 mod index;
 mod ingest;
 mod list;
@@ -48,6 +51,8 @@ use s3s::validation::{AwsNameValidation, NameValidation};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+pub use in_process::{InProcess, WriteError};
 
 /// What the embedded store needs to run.
 #[derive(Debug, Clone)]
@@ -171,6 +176,14 @@ impl LocalStore {
     pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// A handle writing objects and parts into this store in-process (see
+    /// [`InProcess`]), whether or not the store is also served.
+    pub fn in_process(&self) -> InProcess {
+        InProcess {
+            backend: self.backend.clone(),
+        }
     }
 
     /// The store as a tower service, without a listener: requests are

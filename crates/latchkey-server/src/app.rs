@@ -88,6 +88,8 @@ struct StoreWiring {
     capabilities: Capabilities,
     /// The embedded store's event hook, bound to the state once it exists.
     events: Option<Arc<crate::adopt::StoreEvents>>,
+    /// The embedded store's writes without HTTP, for streamed bodies.
+    in_process: Option<latchkey_s3local::InProcess>,
 }
 
 /// `[server]`'s bounds on client connections, for the broker's listener
@@ -124,6 +126,7 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
             )
             .await
             .context("opening the embedded store")?;
+            let in_process = store.in_process();
             let limits = connection_limits(config);
             let handle = store
                 .with_connection_limits(latchkey_s3local::ConnectionLimits {
@@ -140,6 +143,7 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
                 secret: dev.store_secret_access_key.clone(),
                 capabilities: s.capabilities.clone().unwrap_or(Capabilities::FULL),
                 events: Some(events),
+                in_process: Some(in_process),
             })
         }
         StoreKind::S3 => {
@@ -163,6 +167,7 @@ async fn wire_store(config: &Config, dev: &DevSecrets) -> anyhow::Result<StoreWi
                 secret,
                 capabilities: crate::temporary_credentials::s3_capabilities(s),
                 events: None,
+                in_process: None,
             })
         }
     }
@@ -235,6 +240,12 @@ impl Application {
             &wiring.secret,
         ) {
             Some(issuer) => store.with_temporary_credentials(issuer),
+            None => store,
+        };
+        let store = match wiring.in_process.clone() {
+            Some(local) => {
+                store.with_body_writer(Arc::new(crate::embedded_writes::EmbeddedWrites(local)))
+            }
             None => store,
         };
         let endpoint = Endpoint::new(&wiring.public_endpoint, &s.bucket, &s.region, s.path_style)

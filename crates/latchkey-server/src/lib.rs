@@ -4,6 +4,7 @@
 mod adopt;
 mod app;
 pub mod config;
+mod embedded_writes;
 mod fd_limit;
 mod http;
 pub mod secrets;

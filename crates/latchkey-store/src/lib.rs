@@ -52,6 +52,35 @@ pub struct Part {
 /// from the stream aborts the request (the store keeps nothing).
 pub type ByteBody = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
 
+/// Takes the bodies the broker streams (`PutObject` and `UploadPart`) by
+/// another way than S3 over HTTP: the embedded store in the broker's own
+/// process (see [`S3Store::with_body_writer`]). Must answer exactly as the
+/// store would through the S3 client: the ETag unquoted; a body stream that
+/// failed or was not `length` bytes as [`StoreError::body_failed`]; an S3
+/// error as `Refused(code)`, or `Unavailable(code)` for a 5xx.
+#[async_trait]
+pub trait BodyWriter: Send + Sync + 'static {
+    /// [`ObjectStore::put_stream`].
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        length: u64,
+        sha256: Option<Sha256Digest>,
+        body: ByteBody,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// [`ObjectStore::upload_part`].
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        number: u32,
+        length: u64,
+        body: ByteBody,
+    ) -> Result<String, StoreError>;
+}
+
 /// One object in a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedObject {
@@ -92,6 +121,13 @@ pub enum StoreError {
 const DIGEST_REFUSALS: [&str; 3] = ["BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"];
 
 impl StoreError {
+    /// A body the broker streamed failed on its side (the client's upload
+    /// broke off, or it was not the length declared): the store has said
+    /// nothing about it.
+    pub fn body_failed() -> Self {
+        StoreError::Unavailable("the body stream failed".into())
+    }
+
     /// Whether the store refused a body because it did not match the digest
     /// sent with it. Only a refusal (4xx) counts: a store that failed (5xx,
     /// unreachable) has said nothing about the body.

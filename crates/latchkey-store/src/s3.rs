@@ -33,6 +33,9 @@ pub struct S3Store {
     issuer: Option<crate::temporary::CredentialIssuer>,
     /// The bound on one store call (see [`S3Store::with_timeout`]).
     timeout: std::time::Duration,
+    /// Where streamed bodies go instead of over HTTP, when the store is in
+    /// the broker's own process (see [`S3Store::with_body_writer`]).
+    bodies: Option<std::sync::Arc<dyn crate::BodyWriter>>,
 }
 
 impl S3Store {
@@ -58,6 +61,7 @@ impl S3Store {
             capabilities: cfg.capabilities.clone(),
             issuer: None,
             timeout: DEFAULT_TIMEOUT,
+            bodies: None,
         }
     }
 
@@ -67,6 +71,15 @@ impl S3Store {
         issuer: crate::temporary::CredentialIssuer,
     ) -> Self {
         self.issuer = Some(issuer);
+        self
+    }
+
+    /// Sends [`ObjectStore::put_stream`] and [`ObjectStore::upload_part`]
+    /// to `bodies` instead of the S3 client: the embedded store, in the same
+    /// process, takes them without the loopback HTTP hop. Every other call
+    /// still goes over S3.
+    pub fn with_body_writer(mut self, bodies: std::sync::Arc<dyn crate::BodyWriter>) -> Self {
+        self.bodies = Some(bodies);
         self
     }
 
@@ -396,8 +409,17 @@ impl ObjectStore for S3Store {
         sha256: Option<Sha256Digest>,
         body: ByteBody,
     ) -> Result<Option<String>, StoreError> {
-        self.put_stream_impl(key, content_type, length, sha256, body)
-            .await
+        match &self.bodies {
+            Some(bodies) => {
+                bodies
+                    .put_stream(key, content_type, length, sha256, body)
+                    .await
+            }
+            None => {
+                self.put_stream_impl(key, content_type, length, sha256, body)
+                    .await
+            }
+        }
     }
 
     async fn upload_part(
@@ -408,8 +430,17 @@ impl ObjectStore for S3Store {
         length: u64,
         body: ByteBody,
     ) -> Result<String, StoreError> {
-        self.upload_part_impl(key, upload_id, number, length, body)
-            .await
+        match &self.bodies {
+            Some(bodies) => {
+                bodies
+                    .upload_part(key, upload_id, number, length, body)
+                    .await
+            }
+            None => {
+                self.upload_part_impl(key, upload_id, number, length, body)
+                    .await
+            }
+        }
     }
 
     async fn sha256(&self, key: &ObjectKey) -> Result<Option<Sha256Digest>, StoreError> {

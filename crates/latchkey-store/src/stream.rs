@@ -103,9 +103,7 @@ impl S3Store {
             .await
         {
             Ok(out) => Ok(out.e_tag().map(|t| t.trim_matches('"').to_owned())),
-            Err(e) if body_failed(&e) => {
-                Err(StoreError::Unavailable("the body stream failed".into()))
-            }
+            Err(e) if body_failed(&e) => Err(StoreError::body_failed()),
             Err(e) => Err(classify(e)),
         }
     }
@@ -142,9 +140,7 @@ impl S3Store {
                 .e_tag()
                 .map(|t| t.trim_matches('"').to_owned())
                 .ok_or_else(|| StoreError::Refused("UploadPart gave no ETag".into())),
-            Err(e) if body_failed(&e) => {
-                Err(StoreError::Unavailable("the body stream failed".into()))
-            }
+            Err(e) if body_failed(&e) => Err(StoreError::body_failed()),
             Err(e) => Err(classify(e)),
         }
     }

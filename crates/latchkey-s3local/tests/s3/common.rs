@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use latchkey_s3local::{LocalStore, LocalStoreConfig, ObjectEvents, StoreHandle};
+use latchkey_s3local::{InProcess, LocalStore, LocalStoreConfig, ObjectEvents, StoreHandle};
 
 pub const BUCKET: &str = "uploads";
 pub const AK: &str = "AKIDLATCHKEYTEST";
@@ -38,6 +38,8 @@ pub struct TestStore {
     pub client: Client,
     pub events: Arc<Recorder>,
     pub http: reqwest::Client,
+    /// The same store's in-process part writer.
+    pub parts: InProcess,
 }
 
 impl TestStore {
@@ -90,6 +92,7 @@ pub async fn serve_at(dir: tempfile::TempDir) -> TestStore {
     .await
     .expect("open store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let parts = store.in_process();
     let handle = store.serve(listener);
     let client = client_for(&handle.endpoint_url());
     TestStore {
@@ -98,6 +101,7 @@ pub async fn serve_at(dir: tempfile::TempDir) -> TestStore {
         client,
         events,
         http: reqwest::Client::new(),
+        parts,
     }
 }
 

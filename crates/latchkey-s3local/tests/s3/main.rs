@@ -6,6 +6,7 @@ mod common;
 mod cors;
 mod disk;
 mod guards;
+mod in_process;
 mod index;
 mod multipart;
 mod objects;
