@@ -8,12 +8,16 @@
 //!   carrying an unsigned `x-amz-acl: public-read` must not look like it
 //!   succeeded. `x-amz-acl: private` is what every object already is, so it is
 //!   accepted; some clients send it by default.
-//! - on a presigned request, every `x-amz-*` header must be among the
-//!   signed ones (`X-Amz-SignedHeaders`), as AWS requires ("There were
-//!   headers present in the request which were not signed"): otherwise the
-//!   holder of a URL could add metadata, a website redirect, tagging or a
-//!   storage class the broker never signed. `x-amz-content-sha256` is exempt,
-//!   as on AWS (SDKs send it, and s3s checks it against the body).
+//! - on a SigV4 request, presigned or signed in its `Authorization` header,
+//!   every `x-amz-*` header must be among the signed ones
+//!   (`X-Amz-SignedHeaders`, or the header's `SignedHeaders`), as AWS
+//!   requires ("There were headers present in the request which were not
+//!   signed"): otherwise the holder of a URL, or anything on the way, could
+//!   add metadata, a website redirect, tagging or a storage class the
+//!   signer never signed. `x-amz-content-sha256` is exempt, as on AWS (SDKs
+//!   send it, and s3s checks it against the body). The header-signed case
+//!   was found by the `store_sigv4` fuzz target: an unsigned, empty
+//!   `x-amz-meta-*` header was stored with the object.
 
 use s3s::S3Result;
 use s3s::access::{S3Access, S3AccessContext};
@@ -108,6 +112,8 @@ fn presigned_signed_headers(query: Option<&str>) -> Option<Vec<String>> {
 /// - `SignedHeaders` naming a header the request lacks: s3s leaves it out
 ///   of the canonical request, so the signature still matched; S3 signs
 ///   it as empty, so the signature does not (403 `SignatureDoesNotMatch`).
+/// - an `x-amz-*` header left out of `SignedHeaders` (found by the
+///   `store_sigv4` fuzz target): refused as on a presigned request.
 fn check_header_signature(headers: &http::HeaderMap) -> S3Result<()> {
     let Some(auth) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(());
@@ -139,7 +145,8 @@ fn check_header_signature(headers: &http::HeaderMap) -> S3Result<()> {
             ));
         }
     }
-    Ok(())
+    let signed: Vec<String> = signed.split(';').map(str::to_ascii_lowercase).collect();
+    refuse_unsigned_amz_headers(headers, &signed)
 }
 
 fn refuse_unsigned_amz_headers(headers: &http::HeaderMap, signed: &[String]) -> S3Result<()> {
@@ -195,9 +202,51 @@ mod tests {
             let err = refuse_unsigned_amz_headers(&headers(&[extra]), &signed).unwrap_err();
             assert_eq!(err.code(), &s3s::S3ErrorCode::AccessDenied, "{extra}");
         }
-        // Header-signed requests are not presigned: s3s checks their
-        // SignedHeaders itself.
+        // Header-signed requests are not presigned: their SignedHeaders
+        // are read from the Authorization header (below).
         assert!(presigned_signed_headers(Some("uploads")).is_none());
         assert!(presigned_signed_headers(None).is_none());
+    }
+
+    fn header_signed(signed: &str, extra: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = headers(&["content-type", "x-amz-date", "x-amz-content-sha256"]);
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/s3/aws4_request,\
+             SignedHeaders={signed},Signature=ab"
+        );
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&auth).unwrap(),
+        );
+        for (name, value) in extra {
+            h.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn header_signed_requests_carry_only_signed_amz_headers() {
+        let signed = "content-type;host;x-amz-content-sha256;x-amz-date";
+        assert!(check_header_signature(&header_signed(signed, &[])).is_ok());
+        // The fuzzer's find: an empty, unsigned metadata header.
+        for (name, value) in [
+            ("x-amz-meta-x-aiz-akchhhhh", ""),
+            ("x-amz-meta-owner", "mallory"),
+            ("x-amz-website-redirect-location", "/elsewhere"),
+            ("x-amz-tagging", "a=b"),
+        ] {
+            let err = check_header_signature(&header_signed(signed, &[(name, value)])).unwrap_err();
+            assert_eq!(err.code(), &s3s::S3ErrorCode::AccessDenied, "{name}");
+        }
+        // Signed, it is the signer's to send (the signature covers it).
+        let with_meta = format!("{signed};x-amz-meta-owner");
+        let h = header_signed(&with_meta, &[("x-amz-meta-owner", "alice")]);
+        assert!(check_header_signature(&h).is_ok());
+        // x-amz-content-sha256 is exempt, as on a presigned request.
+        let h = header_signed("content-type;host;x-amz-date", &[]);
+        assert!(check_header_signature(&h).is_ok());
     }
 }
