@@ -132,20 +132,22 @@ fn check_header_signature(headers: &http::HeaderMap) -> S3Result<()> {
             "Unsupported Authorization Type: {algorithm:?}"
         ));
     }
-    let signed = auth
+    let signed: Vec<String> = auth
         .split_once("SignedHeaders=")
         .map(|(_, rest)| rest.split([',', ' ']).next().unwrap_or_default())
-        .unwrap_or_default();
-    for name in signed.split(';') {
+        .unwrap_or_default()
+        .split(';')
+        .map(str::to_ascii_lowercase)
+        .collect();
+    for name in &signed {
         // HTTP/2 requests carry `host` as the URI's authority.
-        if name != "host" && !headers.contains_key(name) {
+        if name != "host" && !headers.contains_key(name.as_str()) {
             return Err(s3_error!(
                 SignatureDoesNotMatch,
                 "The signed header {name:?} is not in the request"
             ));
         }
     }
-    let signed: Vec<String> = signed.split(';').map(str::to_ascii_lowercase).collect();
     refuse_unsigned_amz_headers(headers, &signed)
 }
 

@@ -242,7 +242,7 @@ impl Application {
             Some(issuer) => store.with_temporary_credentials(issuer),
             None => store,
         };
-        let store = match wiring.in_process.clone() {
+        let store = match wiring.in_process {
             Some(local) => {
                 store.with_body_writer(Arc::new(crate::embedded_writes::EmbeddedWrites(local)))
             }
