@@ -113,15 +113,22 @@ impl UserId {
     /// produce `/`, `..` or a segment that collides with another user's.
     pub fn key_segment(&self) -> String {
         let mut out = String::with_capacity(self.0.len());
+        self.write_key_segment(&mut out);
+        out
+    }
+
+    /// [`key_segment`](Self::key_segment), appended to `out`.
+    pub fn write_key_segment(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for b in self.0.bytes() {
             if b.is_ascii_alphanumeric() || b == b'-' {
                 out.push(b as char);
             } else {
                 out.push('_');
-                out.push_str(&format!("{b:02x}"));
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 0xf)] as char);
             }
         }
-        out
     }
 }
 

@@ -119,13 +119,36 @@ impl KeyTemplate {
         &self.0
     }
 
+    /// One pass over the template, each placeholder replaced by its value:
+    /// a value is never searched for placeholders in turn (four
+    /// `str::replace`s did that, and allocated a string each; this runs on
+    /// every grant).
     pub fn render(&self, user: &UserId, profile: &str, id: &UploadId, ext: &str) -> ObjectKey {
-        let key = self
-            .0
-            .replace("{user}", &user.key_segment())
-            .replace("{profile}", profile)
-            .replace("{id}", &id.to_string())
-            .replace("{ext}", ext);
+        use std::fmt::Write as _;
+        let mut key = String::with_capacity(self.0.len() + 64);
+        let mut rest = self.0.as_str();
+        while let Some(open) = rest.find('{') {
+            key.push_str(&rest[..open]);
+            // `parse` checked every `{` has its `}` and a known name.
+            let Some(close) = rest[open..].find('}').map(|c| c + open) else {
+                break;
+            };
+            match &rest[open + 1..close] {
+                "user" => user.write_key_segment(&mut key),
+                "profile" => key.push_str(profile),
+                "id" => {
+                    let _ = write!(key, "{id}");
+                }
+                "ext" => key.push_str(ext),
+                other => {
+                    key.push('{');
+                    key.push_str(other);
+                    key.push('}');
+                }
+            }
+            rest = &rest[close + 1..];
+        }
+        key.push_str(rest);
         ObjectKey(key)
     }
 
@@ -256,6 +279,29 @@ mod tests {
             template().user_prefix(&user, "photo"),
             "u/auth0_7c123/photo/"
         );
+    }
+
+    #[test]
+    fn render_matches_substitution_of_each_placeholder() {
+        let id = UploadId::new();
+        for t in [
+            "u/{user}/{profile}/{id}{ext}",
+            "{user}{id}",
+            "a/{id}/{user}/{ext}/{profile}/{id}-{user}.bin",
+            "x-{user}-{profile}/{ext}{id}{ext}",
+        ] {
+            let template = KeyTemplate::parse(t).unwrap();
+            for sub in ["alice", "auth0|123", "../x", "é/{id}", "a b"] {
+                let user = UserId::parse(sub).unwrap();
+                let expected = t
+                    .replace("{user}", &user.key_segment())
+                    .replace("{profile}", "photo")
+                    .replace("{id}", &id.to_string())
+                    .replace("{ext}", ".jpg");
+                let key = template.render(&user, "photo", &id, ".jpg");
+                assert_eq!(key.as_str(), expected, "{t} {sub}");
+            }
+        }
     }
 
     #[test]
