@@ -60,6 +60,31 @@ impl Inserter {
         }
     }
 
+    /// The database file.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a `PASSIVE` checkpoint on this connection: the writer's
+    /// catch-up (see [`super::checkpoint`]). A failure leaves the frames
+    /// to the next checkpoint.
+    pub(super) fn checkpoint(&mut self) {
+        if self.conn.is_none() {
+            match open(&self.path) {
+                Ok(conn) => self.conn = Some(conn),
+                Err(err) => {
+                    tracing::debug!(%err, "ledger: no connection for the WAL catch-up");
+                    return;
+                }
+            }
+        }
+        let conn = self.conn.as_ref().expect("opened above");
+        if let Err(err) = super::checkpoint::passive(conn) {
+            tracing::debug!(%err, "ledger: WAL catch-up failed");
+            self.conn = None;
+        }
+    }
+
     /// Counts the batches committed (for tests).
     #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn counter(&self) -> Arc<AtomicU64> {
@@ -119,7 +144,8 @@ impl Inserter {
 
 /// A read-write connection with the same settings sqlx's have (see
 /// `SqliteLedger::open_with`): FULL sync, foreign keys, statement journals in
-/// memory, the same busy timeout. The file is WAL already.
+/// memory, no checkpoints on commit (see [`super::checkpoint`]), the same
+/// busy timeout. The file is WAL already.
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -127,7 +153,8 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 0;",
     )?;
     Ok(conn)
 }
@@ -190,7 +217,7 @@ fn bind_row(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use latchkey_domain::{
@@ -202,7 +229,7 @@ mod tests {
     use super::*;
     use crate::{Inserted, LedgerError, UploadRepo};
 
-    fn upload(key: Option<&ObjectKey>) -> Upload {
+    pub(in crate::sqlite) fn upload(key: Option<&ObjectKey>) -> Upload {
         let id = UploadId::new();
         let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         Upload {

@@ -10,6 +10,7 @@
 //! Outbox delivery and leases are in [`delivery`]; lookups by id and by key
 //! run on the caller's thread, in [`inline`].
 
+mod checkpoint;
 mod delivery;
 mod inline;
 mod inserter;
@@ -90,6 +91,13 @@ impl SqliteLedger {
             // undoes a statement of a transaction still open, so memory
             // is enough.
             .pragma("temp_store", "memory");
+        let connect = if is_memory(url) {
+            connect
+        } else {
+            // A file's checkpoints run off the writer's path (see
+            // `checkpoint`): no connection of the pool runs one on commit.
+            connect.pragma("wal_autocheckpoint", "0")
+        };
         let inline = (!is_memory(url)).then(|| Arc::new(InlineReads::new(connect.get_filename())));
         // Opens nothing until the first batch, after the migrations below.
         let inserter = (!is_memory(url)).then(|| inserter::Inserter::new(connect.get_filename()));

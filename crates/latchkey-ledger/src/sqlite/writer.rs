@@ -37,6 +37,7 @@ use std::sync::atomic::AtomicU64;
 use sqlx::{Acquire, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpoints;
 use super::inserter::Inserter;
 use crate::LedgerError;
 use crate::rows::UploadRow;
@@ -292,33 +293,53 @@ fn spawn_thread(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let checkpoints = Checkpoints::spawn(inserter.path())?;
     std::thread::Builder::new()
         .name("ledger-writer".to_owned())
-        .spawn(move || runtime.block_on(run(pool, Some(inserter), rx)))?;
+        .spawn(move || runtime.block_on(run(pool, Some((inserter, checkpoints)), rx)))?;
     Ok(())
 }
 
+/// The writer's loop. With `file` (a database file: the fast insert path
+/// and the checkpoint thread, see [`super::checkpoint`]), each committed
+/// batch is counted towards the next checkpoint, and a catch-up the thread
+/// asked for runs after a batch is answered, while the next one queues.
 async fn run(
     pool: SqlitePool,
-    mut inserter: Option<Inserter>,
+    mut file: Option<(Inserter, Checkpoints)>,
     mut rx: mpsc::Receiver<Box<dyn Op>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Some(fast) = &mut inserter
-            && batch.iter().all(|op| op.plain_insert().is_some())
-            && fast.insert(&mut batch)
-        {
+        let writes = batch.len();
+        let fast = match &mut file {
+            Some((fast, _)) => {
+                batch.iter().all(|op| op.plain_insert().is_some()) && fast.insert(&mut batch)
+            }
+            None => false,
+        };
+        let committed = if fast {
             for op in batch.drain(..) {
                 op.finish(Ok(()));
             }
-            continue;
-        }
-        // Not only plain inserts, or nothing of them written: sqlx runs
-        // the batch and reports each write's own error.
-        let outcome = commit_batch(&pool, &mut batch).await.map_err(Arc::new);
-        for op in batch.drain(..) {
-            op.finish(outcome.clone());
+            true
+        } else {
+            // Not only plain inserts, or nothing of them written: sqlx runs
+            // the batch and reports each write's own error.
+            let outcome = commit_batch(&pool, &mut batch).await.map_err(Arc::new);
+            let committed = outcome.is_ok();
+            for op in batch.drain(..) {
+                op.finish(outcome.clone());
+            }
+            committed
+        };
+        if let Some((fast, checkpoints)) = &mut file {
+            if committed {
+                checkpoints.committed(writes);
+            }
+            if checkpoints.take_catch_up() {
+                fast.checkpoint();
+            }
         }
     }
 }
