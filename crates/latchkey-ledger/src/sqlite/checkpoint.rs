@@ -107,21 +107,10 @@ struct Thread {
 
 impl Thread {
     fn checkpoint(&mut self) {
-        if self.conn.is_none() {
-            match open(&self.path) {
-                Ok(conn) => self.conn = Some(conn),
-                Err(err) => {
-                    tracing::warn!(%err, "ledger: no connection for WAL checkpoints");
-                    return;
-                }
-            }
-        }
-        let conn = self.conn.as_ref().expect("opened above");
-        if let Err(err) = passive(conn) {
+        if let Err(err) = passive(&mut self.conn, || open(&self.path)) {
             // The writer's commits do not depend on checkpoints; the next
             // wake tries again, on a fresh connection.
             tracing::warn!(%err, "ledger: WAL checkpoint failed");
-            self.conn = None;
             return;
         }
         // Only a head start for the catch-up's own sync; nothing depends
@@ -137,11 +126,24 @@ impl Thread {
     }
 }
 
-/// Runs a `PASSIVE` checkpoint on `conn`: copies as much of the WAL as no
-/// reader still needs, without waiting for anyone. (When another
-/// checkpoint is running, this one leaves it the work.)
-pub(super) fn passive(conn: &Connection) -> rusqlite::Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+/// Runs a `PASSIVE` checkpoint on `*conn`, which copies as much of the WAL
+/// as no reader still needs, without waiting for anyone (and leaves the
+/// work to another checkpoint already running). Opens the connection with
+/// `open` first if there is none; drops it if it failed, so that the next
+/// checkpoint starts afresh.
+pub(super) fn passive(
+    conn: &mut Option<Connection>,
+    open: impl FnOnce() -> rusqlite::Result<Connection>,
+) -> rusqlite::Result<()> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(open()?),
+    };
+    let outcome = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    if outcome.is_err() {
+        *conn = None;
+    }
+    outcome
 }
 
 /// A handle on the database file to sync, opened once per path and never

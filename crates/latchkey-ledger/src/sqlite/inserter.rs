@@ -69,19 +69,8 @@ impl Inserter {
     /// catch-up (see [`super::checkpoint`]). A failure leaves the frames
     /// to the next checkpoint.
     pub(super) fn checkpoint(&mut self) {
-        if self.conn.is_none() {
-            match open(&self.path) {
-                Ok(conn) => self.conn = Some(conn),
-                Err(err) => {
-                    tracing::debug!(%err, "ledger: no connection for the WAL catch-up");
-                    return;
-                }
-            }
-        }
-        let conn = self.conn.as_ref().expect("opened above");
-        if let Err(err) = super::checkpoint::passive(conn) {
+        if let Err(err) = super::checkpoint::passive(&mut self.conn, || open(&self.path)) {
             tracing::debug!(%err, "ledger: WAL catch-up failed");
-            self.conn = None;
         }
     }
 
