@@ -31,9 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
-use super::BUSY_TIMEOUT;
+use super::inserter;
 
 /// Committed writes, or write batches, between two wakes of the checkpoint
 /// thread, whichever comes first: roughly SQLite's own 1,000-frame interval
@@ -107,7 +107,9 @@ struct Thread {
 
 impl Thread {
     fn checkpoint(&mut self) {
-        if let Err(err) = passive(&mut self.conn, || open(&self.path)) {
+        // The writer's own settings (`synchronous = FULL`: a checkpoint
+        // syncs the WAL before it copies from it).
+        if let Err(err) = passive(&mut self.conn, || inserter::open(&self.path)) {
             // The writer's commits do not depend on checkpoints; the next
             // wake tries again, on a fresh connection.
             tracing::warn!(%err, "ledger: WAL checkpoint failed");
@@ -160,18 +162,6 @@ fn database_file(path: &Path) -> Option<&'static File> {
     let file: &'static File = Box::leak(Box::new(File::open(path).ok()?));
     open.push((path.to_owned(), file));
     Some(file)
-}
-
-/// The checkpoint thread's connection, `synchronous = FULL` like every
-/// other: a checkpoint syncs the WAL before it copies from it.
-fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
-    Ok(conn)
 }
 
 #[cfg(test)]

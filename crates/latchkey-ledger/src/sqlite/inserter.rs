@@ -134,8 +134,8 @@ impl Inserter {
 /// A read-write connection with the same settings sqlx's have (see
 /// `SqliteLedger::open_with`): FULL sync, foreign keys, statement journals in
 /// memory, no checkpoints on commit (see [`super::checkpoint`]), the same
-/// busy timeout. The file is WAL already.
-fn open(path: &Path) -> rusqlite::Result<Connection> {
+/// busy timeout. The file is WAL already. The checkpoint thread's too.
+pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
