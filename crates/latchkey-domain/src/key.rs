@@ -131,6 +131,7 @@ impl KeyTemplate {
             key.push_str(&rest[..open]);
             // `parse` checked every `{` has its `}` and a known name.
             let Some(close) = rest[open..].find('}').map(|c| c + open) else {
+                rest = &rest[open..];
                 break;
             };
             match &rest[open + 1..close] {
